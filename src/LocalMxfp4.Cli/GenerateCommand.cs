@@ -1,0 +1,113 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using LocalMxfp4.Engine.Contract;
+using LocalMxfp4.Engine.Generation;
+using LocalMxfp4.Engine.Loading;
+using LocalMxfp4.Engine.Sampling;
+using LocalMxfp4.Models.Checkpoint;
+using LocalMxfp4.Tokenization;
+
+namespace LocalMxfp4.Cli;
+
+/// <summary><c>lmx generate</c>: stream a completion of a prompt to the console.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Model directory (or a .safetensors file in one). Default: the bundled stories260K." };
+        var prompt = new Option<string>("--prompt") { Description = "Text to continue (BOS is prepended). Default: empty, i.e. generate from BOS.", DefaultValueFactory = _ => string.Empty };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "New tokens at most.", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0.8f };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus mass (1 = off).", DefaultValueFactory = _ => 0.95f };
+        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
+        var repetition = new Option<float>("--repetition-penalty") { Description = "1 = off.", DefaultValueFactory = _ => 1f };
+        var seed = new Option<int?>("--seed") { Description = "Sampling seed (same seed → same text)." };
+        var context = new Option<int?>("--context") { Description = "KV-cache length in tokens. Default: prompt + max tokens, at most the model's maximum." };
+        var threads = new Option<int>("--threads") { Description = "Worker threads (0 = one per core).", DefaultValueFactory = _ => 0 };
+        var showIds = new Option<bool>("--show-ids") { Description = "Print the generated token ids to stderr at the end." };
+        var command = new Command("generate", "Generate text from a prompt, streamed as it is produced.")
+        {
+            model, prompt, maxTokens, temperature, topP, topK, repetition, seed, context, threads, showIds,
+        };
+        command.SetAction((parse, cancellationToken) => Task.FromResult(Run(
+            DefaultModel.Resolve(parse.GetValue(model)),
+            parse.GetValue(prompt) ?? string.Empty,
+            parse.GetValue(maxTokens),
+            new SamplingOptions
+            {
+                Temperature = parse.GetValue(temperature),
+                TopP = parse.GetValue(topP),
+                TopK = parse.GetValue(topK),
+                RepetitionPenalty = parse.GetValue(repetition),
+                Seed = parse.GetValue(seed),
+            },
+            parse.GetValue(context),
+            parse.GetValue(threads),
+            parse.GetValue(showIds),
+            cancellationToken)));
+        return command;
+    }
+
+    private static int Run(string modelPath, string promptText, int maxTokens, SamplingOptions sampling, int? contextLength, int threads, bool showIds, CancellationToken cancellationToken)
+    {
+        if (maxTokens < 0)
+        {
+            throw new ArgumentOutOfRangeException("--max-tokens", maxTokens, "--max-tokens must be ≥ 0.");
+        }
+
+        sampling.Validate();
+        var load = Stopwatch.StartNew();
+        ModelDirectory dir = ModelDirectory.Resolve(modelPath);
+        LlmTokenizer tokenizer = LlmTokenizer.Load(dir.Directory);
+        using IInferenceEngine engine = FloatModelLoader.LoadEngine(modelPath, threads);
+        load.Stop();
+
+        var promptIds = new List<int>();
+        if ((engine.Config.BosTokenId ?? tokenizer.BeginOfSequenceId) is int bos)
+        {
+            promptIds.Add(bos);
+        }
+
+        promptIds.AddRange(tokenizer.Encode(promptText));
+        int context = contextLength ?? Math.Min(engine.Config.MaxPositions, promptIds.Count + maxTokens);
+        using IInferenceSession session = engine.CreateSession(Math.Max(context, promptIds.Count));
+        var stops = new HashSet<int>(engine.Config.EosTokenIds.Concat(tokenizer.EndOfSequenceIds));
+        var generator = new TextGenerator(engine, tokenizer);
+
+        Console.Write(promptText);
+        var ids = new List<int>();
+        var clock = Stopwatch.StartNew();
+        double firstTokenSeconds = 0;
+        GenerationFinish finish = GenerationFinish.Length;
+        foreach (GeneratedToken step in generator.Generate(session, promptIds, new GenerationOptions { MaxNewTokens = maxTokens, Sampling = sampling, StopTokenIds = stops }, cancellationToken))
+        {
+            if (ids.Count == 0)
+            {
+                firstTokenSeconds = clock.Elapsed.TotalSeconds;
+            }
+
+            if (step.TokenId >= 0 && step.Finish != GenerationFinish.Stop)
+            {
+                ids.Add(step.TokenId);
+            }
+
+            Console.Write(step.Text);
+            finish = step.Finish ?? finish;
+        }
+
+        clock.Stop();
+        Console.WriteLine();
+        double decodeSeconds = clock.Elapsed.TotalSeconds - firstTokenSeconds;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"[{engine.Description.Backend} {engine.Description.WeightFormat}, {engine.Description.Threads} threads] load {load.Elapsed.TotalMilliseconds:F0} ms, prompt {promptIds.Count} tokens, " +
+            $"generated {ids.Count} tokens in {clock.Elapsed.TotalMilliseconds:F0} ms (first {firstTokenSeconds * 1000:F1} ms, " +
+            $"{(ids.Count > 1 ? (ids.Count - 1) / decodeSeconds : 0):F1} tok/s decode), finish: {finish}"));
+        if (showIds)
+        {
+            Console.Error.WriteLine($"ids: {string.Join(' ', ids)}");
+        }
+
+        return 0;
+    }
+}

@@ -1,0 +1,217 @@
+using System.Numerics.Tensors;
+using LocalMxfp4.Engine.Contract;
+using LocalMxfp4.Engine.Layers;
+using LocalMxfp4.Models.Configuration;
+
+namespace LocalMxfp4.Engine.Transformer;
+
+/// <summary>
+/// The LLaMA forward pass, written once for every CPU backend (the number format lives in the
+/// <see cref="ILinear"/> layers): embedding → per layer [RMSNorm → q,k,v → RoPE → grouped-query attention over the
+/// KV cache → o_proj + residual → RMSNorm → SwiGLU MLP + residual] → RMSNorm → lm_head.
+/// A call processes all its tokens together (prefill) or one (decode); both give the same numbers.
+/// </summary>
+public sealed class TransformerSession : IInferenceSession
+{
+    private readonly LlamaWeights _w;
+    private readonly LlamaConfig _c;
+    private readonly RotaryEmbedding _rope;
+    private readonly ParallelRows _parallel;
+    private readonly KvCache _cache;
+    private bool _disposed;
+
+    /// <summary>Creates a session with an empty KV cache of <paramref name="contextLength"/> positions.</summary>
+    public TransformerSession(LlamaWeights weights, RotaryEmbedding rope, ParallelRows parallel, int contextLength)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        _w = weights;
+        _c = weights.Config;
+        _rope = rope;
+        _parallel = parallel;
+        if (contextLength <= 0 || contextLength > _c.MaxPositions)
+        {
+            throw new ArgumentOutOfRangeException(nameof(contextLength), contextLength, $"The context must be between 1 and the model's max_position_embeddings ({_c.MaxPositions}).");
+        }
+
+        _cache = new KvCache(_c.LayerCount, contextLength, _c.KeyValueWidth);
+    }
+
+    /// <inheritdoc />
+    public int Position { get; private set; }
+
+    /// <inheritdoc />
+    public int ContextLength => _cache.Capacity;
+
+    /// <summary>The cache, for inspection.</summary>
+    public KvCache Cache => _cache;
+
+    /// <inheritdoc />
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        if (logits.Length < _c.VocabularySize)
+        {
+            throw new ArgumentException($"Logits need {_c.VocabularySize} floats.", nameof(logits));
+        }
+
+        Run(tokens, logits, allPositions: false);
+    }
+
+    /// <inheritdoc />
+    public void ForwardAll(ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        if (logits.Length < (long)tokens.Length * _c.VocabularySize)
+        {
+            throw new ArgumentException($"Logits need {tokens.Length}×{_c.VocabularySize} floats.", nameof(logits));
+        }
+
+        Run(tokens, logits, allPositions: true);
+    }
+
+    /// <inheritdoc />
+    public void Rewind(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        Position = position;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _disposed = true;
+
+    private void Run(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int n = tokens.Length;
+        if (n == 0)
+        {
+            throw new ArgumentException("At least one token is needed.", nameof(tokens));
+        }
+
+        if (Position + n > ContextLength)
+        {
+            throw new ContextOverflowException(Position, n, ContextLength);
+        }
+
+        int hidden = _c.HiddenSize;
+        var x = new float[n * hidden];
+        for (int t = 0; t < n; t++)
+        {
+            int id = tokens[t];
+            if ((uint)id >= (uint)_c.VocabularySize)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id outside the vocabulary [0, {_c.VocabularySize}).");
+            }
+
+            _w.Embedding.AsSpan(id * hidden, hidden).CopyTo(x.AsSpan(t * hidden));
+        }
+
+        var buffers = new LayerBuffers(_c, n);
+        for (int l = 0; l < _c.LayerCount; l++)
+        {
+            Attention(l, x, buffers, n);
+            Mlp(l, x, buffers, n);
+        }
+
+        int first = allPositions ? 0 : n - 1;
+        int rows = n - first;
+        var normed = new float[rows * hidden];
+        RmsNorm.Apply(x.AsSpan(first * hidden), _w.FinalNorm, normed, rows, _c.RmsNormEpsilon);
+        _w.LmHead.Forward(normed, logits, rows);
+        Position += n;
+    }
+
+    private void Attention(int layer, float[] x, LayerBuffers b, int n)
+    {
+        LlamaLayerWeights lw = _w.Layers[layer];
+        int hidden = _c.HiddenSize, qWidth = _c.QueryWidth, kvWidth = _c.KeyValueWidth, headDim = _c.HeadDim;
+        RmsNorm.Apply(x, lw.AttentionNorm, b.Normed, n, _c.RmsNormEpsilon);
+        lw.Query.Forward(b.Normed, b.Q, n);
+        lw.Key.Forward(b.Normed, b.K, n);
+        lw.Value.Forward(b.Normed, b.V, n);
+
+        Span<float> cos = stackalloc float[headDim / 2];
+        Span<float> sin = stackalloc float[headDim / 2];
+        for (int t = 0; t < n; t++)
+        {
+            int pos = Position + t;
+            _rope.Angles(pos, cos, sin);
+            _rope.Apply(b.Q.AsSpan(t * qWidth, qWidth), cos, sin);
+            _rope.Apply(b.K.AsSpan(t * kvWidth, kvWidth), cos, sin);
+            b.K.AsSpan(t * kvWidth, kvWidth).CopyTo(_cache.KeyAt(layer, pos));
+            b.V.AsSpan(t * kvWidth, kvWidth).CopyTo(_cache.ValueAt(layer, pos));
+        }
+
+        int heads = _c.HeadCount, group = _c.HeadCount / _c.KeyValueHeadCount;
+        int start = Position;
+        float[] keys = _cache.KeyStorage(layer);
+        float[] values = _cache.ValueStorage(layer);
+        float invSqrt = 1f / MathF.Sqrt(headDim);
+        float[] q = b.Q, attn = b.Attention;
+        // One work item per (token, head); token t sees positions [0, start + t].
+        _parallel.For(n * heads, (long)(start + n) * headDim * 2, (from, to) =>
+        {
+            float[] scores = new float[start + n];
+            for (int item = from; item < to; item++)
+            {
+                int t = item / heads, h = item % heads;
+                int kvHead = h / group;
+                int visible = start + t + 1;
+                ReadOnlySpan<float> qh = q.AsSpan((t * qWidth) + (h * headDim), headDim);
+                for (int p = 0; p < visible; p++)
+                {
+                    scores[p] = TensorPrimitives.Dot(qh, keys.AsSpan((p * kvWidth) + (kvHead * headDim), headDim)) * invSqrt;
+                }
+
+                Span<float> s = scores.AsSpan(0, visible);
+                TensorPrimitives.SoftMax(s, s);
+                Span<float> outHead = attn.AsSpan((t * qWidth) + (h * headDim), headDim);
+                outHead.Clear();
+                for (int p = 0; p < visible; p++)
+                {
+                    TensorPrimitives.MultiplyAdd(values.AsSpan((p * kvWidth) + (kvHead * headDim), headDim), s[p], outHead, outHead);
+                }
+            }
+        });
+
+        lw.Output.Forward(attn, b.Projected, n);
+        TensorPrimitives.Add(x, b.Projected.AsSpan(0, n * hidden), x);
+    }
+
+    private void Mlp(int layer, float[] x, LayerBuffers b, int n)
+    {
+        LlamaLayerWeights lw = _w.Layers[layer];
+        int hidden = _c.HiddenSize, inner = _c.IntermediateSize;
+        RmsNorm.Apply(x, lw.MlpNorm, b.Normed, n, _c.RmsNormEpsilon);
+        lw.Gate.Forward(b.Normed, b.Gate, n);
+        lw.Up.Forward(b.Normed, b.Up, n);
+        Span<float> gate = b.Gate.AsSpan(0, n * inner);
+        // SiLU(g) · u, with SiLU(g) = g · sigmoid(g).
+        TensorPrimitives.Sigmoid(gate, b.Scratch.AsSpan(0, n * inner));
+        TensorPrimitives.Multiply(gate, b.Scratch.AsSpan(0, n * inner), gate);
+        TensorPrimitives.Multiply(gate, b.Up.AsSpan(0, n * inner), gate);
+        lw.Down.Forward(b.Gate, b.Projected, n);
+        TensorPrimitives.Add(x, b.Projected.AsSpan(0, n * hidden), x);
+    }
+
+    /// <summary>Activations of one call, reused across layers.</summary>
+    private sealed class LayerBuffers(LlamaConfig c, int n)
+    {
+        public float[] Normed { get; } = new float[n * c.HiddenSize];
+
+        public float[] Q { get; } = new float[n * c.QueryWidth];
+
+        public float[] K { get; } = new float[n * c.KeyValueWidth];
+
+        public float[] V { get; } = new float[n * c.KeyValueWidth];
+
+        public float[] Attention { get; } = new float[n * c.QueryWidth];
+
+        public float[] Projected { get; } = new float[n * c.HiddenSize];
+
+        public float[] Gate { get; } = new float[n * c.IntermediateSize];
+
+        public float[] Up { get; } = new float[n * c.IntermediateSize];
+
+        public float[] Scratch { get; } = new float[n * c.IntermediateSize];
+    }
+}

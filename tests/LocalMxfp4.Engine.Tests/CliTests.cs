@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using LocalMxfp4.TestSupport;
+
+namespace LocalMxfp4.Engine.Tests;
+
+/// <summary>Runs the real <c>lmx</c> executable as a user would.</summary>
+public class CliTests
+{
+    private static readonly Stories260KReference Reference = Stories260KReference.Load();
+
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("model.bf16.safetensors")]
+    public void GenerateGreedyPrintsTheReferenceTextAndIds(string file)
+    {
+        (int code, string stdout, string stderr) = Lmx("generate", "--model", Path.Combine(Stories260KReference.ModelDirectory, file),
+            "--temperature", "0", "--max-tokens", (Reference.GreedyTokens.Length - 1).ToString(System.Globalization.CultureInfo.InvariantCulture), "--show-ids");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Reference.GreedyText, stdout.TrimEnd('\n'));
+        Assert.Contains("ids: " + string.Join(' ', Reference.GreedyTokens[1..]), stderr);
+        Assert.Contains("tok/s", stderr);
+    }
+
+    [Fact]
+    public void GenerateWithNoArgumentsUsesTheBundledModel()
+    {
+        (int code, string stdout, string stderr) = Lmx("generate", "--max-tokens", "30", "--seed", "1");
+        Assert.True(code == 0, stderr);
+        Assert.True(stdout.Trim().Length > 20, stdout);
+    }
+
+    [Fact]
+    public void InfoListsConfigTokenizerAndTensors()
+    {
+        (int code, string stdout, string stderr) = Lmx("info", "--model", Stories260KReference.ModelDirectory);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("5 layers, hidden 64, MLP 172, heads 8/4", stdout);
+        Assert.Contains("model.layers.4.mlp.down_proj.weight", stdout);
+        Assert.Contains("F32", stdout);
+        Assert.Contains("512 tokens", stdout);
+    }
+
+    [Fact]
+    public void BadModelGivesOneLineErrorAndExitCode2()
+    {
+        string dir = Directory.CreateTempSubdirectory("lmx-cli-bad").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "config.json"), "{ \"hidden_size\": 64 }");
+            (int code, _, string stderr) = Lmx("info", "--model", dir);
+            Assert.Equal(2, code);
+            Assert.StartsWith("error: ", stderr);
+            Assert.Contains("config.json", stderr);
+            Assert.DoesNotContain("   at ", stderr);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static (int Code, string Stdout, string Stderr) Lmx(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            StandardOutputEncoding = System.Text.Encoding.UTF8,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "lmx.dll"));
+        foreach (string a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        using Process p = Process.Start(start)!;
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(120_000), "lmx did not finish in 2 minutes");
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+}
