@@ -12,7 +12,8 @@ namespace LocalMxfp4.Tokenization;
 /// <remarks>
 /// <see cref="Encode"/> never turns special-token strings found in the text into control ids: a user who types
 /// <c>&lt;|eot_id|&gt;</c> gets ordinary text pieces. Prompt builders must insert special ids themselves.
-/// Instances are immutable and may be shared between threads; <see cref="StreamingDetokenizer"/>s may not.
+/// Loading is the expensive part (up to about a second for tokenizer.json), so load once and share the instance;
+/// per-stream decoding state lives only in <see cref="StreamingDetokenizer"/>, one per generated sequence.
 /// </remarks>
 public sealed class LlmTokenizer
 {
