@@ -5,6 +5,7 @@ var root = new RootCommand("lmx — LocalMxfp4: run and inspect LLaMA-family mod
 {
     InfoCommand.Create(),
     GenerateCommand.Create(),
+    BenchCommand.Create(),
 };
 
 // Our own handler turns typed errors into one line; the library's default would print a stack trace.

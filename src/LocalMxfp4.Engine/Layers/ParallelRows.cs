@@ -1,45 +1,155 @@
+using System.Runtime.ExceptionServices;
+
 namespace LocalMxfp4.Engine.Layers;
 
 /// <summary>
-/// Splits a range of output rows over a fixed number of threads. Work too small to pay for a thread hand-off
-/// (stories260K's 64×64 matrices) runs inline, which on a 2-core machine matters more than peak parallelism.
+/// Splits a range of rows over persistent worker threads with static partitioning. Decode calls a few hundred
+/// small matrix products per token; waking pool threads for each (Parallel.For) costs more than the work on a
+/// 2-core machine, so workers spin briefly between calls and block only when idle. Work too small to pay for a
+/// hand-off runs inline, and a call made while another is in flight (another session, or a nested call) runs
+/// inline rather than oversubscribing the cores.
 /// </summary>
-public sealed class ParallelRows
+public sealed class ParallelRows : IDisposable
 {
     /// <summary>Below this many multiply-adds a call runs on the calling thread.</summary>
-    public const long InlineWorkThreshold = 1 << 18;
+    public const long InlineWorkThreshold = 1 << 16;
 
-    private readonly ParallelOptions _options;
+    private const int SpinIterations = 20_000;
 
-    /// <summary>Uses <paramref name="threads"/> workers (0 or less: one per processor).</summary>
+    private readonly Thread[] _workers;
+    private readonly object _gate = new();
+    private Action<int, int>? _job;
+    private int _count;
+    private int _generation;
+    private int _pending;
+    private int _busy;
+    private volatile bool _disposed;
+    private ExceptionDispatchInfo? _failure;
+
+    /// <summary>Uses <paramref name="threads"/> threads including the caller (0 or less: one per processor).</summary>
     public ParallelRows(int threads = 0)
     {
         Threads = threads > 0 ? threads : Environment.ProcessorCount;
-        _options = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+        _workers = new Thread[Threads - 1];
+        for (int w = 0; w < _workers.Length; w++)
+        {
+            int index = w + 1;
+            _workers[w] = new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"lmx-rows-{index}" };
+            _workers[w].Start();
+        }
     }
 
-    /// <summary>Worker count.</summary>
+    /// <summary>Threads working on a call, the caller included.</summary>
     public int Threads { get; }
 
     /// <summary>Calls <paramref name="body"/> on disjoint <c>[start, end)</c> chunks covering <c>[0, count)</c>.</summary>
     /// <param name="count">Rows to cover.</param>
     /// <param name="workPerRow">Multiply-adds per row, to decide whether threads are worth it.</param>
-    /// <param name="body">The work for one chunk.</param>
+    /// <param name="body">The work for one chunk; may run on any of the threads.</param>
     public void For(int count, long workPerRow, Action<int, int> body)
     {
-        if (Threads == 1 || count < 2 || count * workPerRow < InlineWorkThreshold)
+        ArgumentNullException.ThrowIfNull(body);
+        if (_workers.Length == 0 || count < 2 || count * workPerRow < InlineWorkThreshold || _disposed
+            || Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             body(0, count);
             return;
         }
 
-        // A few chunks per thread evens out uneven progress without the overhead of per-row scheduling.
-        int chunks = Math.Min(count, Threads * 4);
-        Parallel.For(0, chunks, _options, c =>
+        try
         {
-            int start = (int)((long)count * c / chunks);
-            int end = (int)((long)count * (c + 1) / chunks);
-            body(start, end);
-        });
+            _job = body;
+            _count = count;
+            _failure = null;
+            Volatile.Write(ref _pending, _workers.Length);
+            lock (_gate)
+            {
+                _generation++;
+                Monitor.PulseAll(_gate);
+            }
+
+            RunChunk(0);
+            var spin = default(SpinWait);
+            while (Volatile.Read(ref _pending) != 0)
+            {
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+
+            _job = null;
+            _failure?.Throw();
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        lock (_gate)
+        {
+            _generation++;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    private void RunChunk(int index)
+    {
+        int start = (int)((long)_count * index / Threads);
+        int end = (int)((long)_count * (index + 1) / Threads);
+        if (start < end)
+        {
+            _job!(start, end);
+        }
+    }
+
+    private void WorkerLoop(int index)
+    {
+        int seen = 0;
+        while (true)
+        {
+            int spins = 0;
+            while (Volatile.Read(ref _generation) == seen && spins++ < SpinIterations)
+            {
+                Thread.SpinWait(20);
+            }
+
+            if (Volatile.Read(ref _generation) == seen)
+            {
+                lock (_gate)
+                {
+                    while (_generation == seen)
+                    {
+                        Monitor.Wait(_gate);
+                    }
+                }
+            }
+
+            seen = Volatile.Read(ref _generation);
+            if (_disposed)
+            {
+                return;
+            }
+
+            try
+            {
+                RunChunk(index);
+            }
+            catch (Exception e)
+            {
+                _failure ??= ExceptionDispatchInfo.Capture(e);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _pending);
+            }
+        }
     }
 }

@@ -34,8 +34,5 @@ public sealed class CpuEngine : IInferenceEngine
     public IInferenceSession CreateSession(int contextLength) => new TransformerSession(Weights, _rope, _parallel, contextLength);
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        // Managed arrays only; nothing to release early.
-    }
+    public void Dispose() => _parallel.Dispose();
 }

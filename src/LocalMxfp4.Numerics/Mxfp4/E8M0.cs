@@ -45,6 +45,23 @@ public static class E8M0
             return 0;
         }
 
+        uint bits = BitConverter.SingleToUInt32Bits(amax);
+        int field = (int)(bits >> 23);
+        if (field != 0)
+        {
+            // Normal amax: floor(log2 amax) = field − 127, so the Floor byte is field − 2; the mantissa bits decide
+            // Even's and RoundUp's extra binade (m ≥ 1.75 and m > 1.5).
+            uint fraction = bits & 0x7F_FFFFu;
+            int up = rule switch
+            {
+                ScaleRule.Floor => 0,
+                ScaleRule.Even => fraction >= 0x60_0000u ? 1 : 0,
+                ScaleRule.RoundUp => fraction > 0x40_0000u ? 1 : 0,
+                _ => throw new ArgumentOutOfRangeException(nameof(rule), rule, "Unknown scale rule."),
+            };
+            return (byte)Math.Clamp(field - ElementMaxExponent + up, 0, 254);
+        }
+
         // Exact for normals and subnormals alike: amax = m · 2^k with m in [1, 2).
         int k = MathF.ILogB(amax);
         float mantissa = MathF.ScaleB(amax, -k);

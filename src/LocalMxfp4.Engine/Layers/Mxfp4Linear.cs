@@ -1,0 +1,149 @@
+using LocalMxfp4.Numerics.Mxfp4;
+
+namespace LocalMxfp4.Engine.Layers;
+
+/// <summary>
+/// A W4A4 linear layer: the input's 32-element blocks go through the layer's online <see cref="BlockTransform"/>
+/// (if any), are quantized to MXFP4 with the model's scale rule, and meet the MXFP4 weights in exact integer block
+/// dot products (<see cref="Mxfp4DotKernels"/>). Weight rows are kept padded to a multiple of 4 blocks so every
+/// kernel reads whole groups; the padding blocks are zero and contribute nothing.
+/// </summary>
+public sealed unsafe class Mxfp4Linear : ILinear
+{
+    private const int RowPadBlocks = 4;
+
+    private readonly byte[] _packed;
+    private readonly byte[] _scales;
+    private readonly int _paddedBlocks;
+    private readonly ParallelRows _parallel;
+
+    /// <summary>Wraps <paramref name="weights"/> with an optional online <paramref name="transform"/>.</summary>
+    /// <param name="weights">MXFP4 weights <c>[out, in]</c>; their scale bytes must not be NaN (0xFF).</param>
+    /// <param name="transform">The input transform, covering the weights' blocks, or null.</param>
+    /// <param name="activationRule">Scale rule for the online activation quantization (the model's rule).</param>
+    /// <param name="parallel">Threads for the output rows.</param>
+    /// <param name="kernel">Kernel to use; null picks the fastest this CPU supports.</param>
+    public Mxfp4Linear(Mxfp4Matrix weights, BlockTransform? transform, ScaleRule activationRule, ParallelRows parallel, Mxfp4KernelKind? kernel = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(parallel);
+        if (transform is not null && transform.Blocks != weights.Blocks)
+        {
+            throw new ArgumentException($"The input transform covers {transform.Blocks} blocks but the weights have {weights.Blocks}.", nameof(transform));
+        }
+
+        Kernel = kernel ?? Mxfp4DotKernels.Best;
+        if (!Mxfp4DotKernels.IsSupported(Kernel))
+        {
+            throw new PlatformNotSupportedException($"The {Kernel} MXFP4 kernel needs instructions this CPU lacks.");
+        }
+
+        Weights = weights;
+        Transform = transform;
+        ActivationRule = activationRule;
+        _parallel = parallel;
+        _paddedBlocks = (weights.Blocks + RowPadBlocks - 1) / RowPadBlocks * RowPadBlocks;
+        _packed = new byte[(long)weights.Rows * _paddedBlocks * 16];
+        _scales = new byte[(long)weights.Rows * _paddedBlocks];
+        for (int r = 0; r < weights.Rows; r++)
+        {
+            weights.Packed.AsSpan(r * weights.Blocks * 16, weights.Blocks * 16).CopyTo(_packed.AsSpan(r * _paddedBlocks * 16));
+            weights.Scales.AsSpan(r * weights.Blocks, weights.Blocks).CopyTo(_scales.AsSpan(r * _paddedBlocks));
+        }
+    }
+
+    /// <summary>The fastest kernel this CPU supports.</summary>
+    public static Mxfp4KernelKind BestKernel => Mxfp4DotKernels.Best;
+
+    /// <summary>The planes the kernels stream (rows padded to whole groups of blocks), for benchmarks.</summary>
+    public (byte[] Packed, byte[] Scales) PaddedWeightBytes => (_packed, _scales);
+
+    /// <summary>The weights as given.</summary>
+    public Mxfp4Matrix Weights { get; }
+
+    /// <summary>The online input transform, or null.</summary>
+    public BlockTransform? Transform { get; }
+
+    /// <summary>The activation scale rule.</summary>
+    public ScaleRule ActivationRule { get; }
+
+    /// <summary>The kernel in use.</summary>
+    public Mxfp4KernelKind Kernel { get; }
+
+    /// <inheritdoc />
+    public int InputSize => Weights.Columns;
+
+    /// <inheritdoc />
+    public int OutputSize => Weights.Rows;
+
+    /// <inheritdoc />
+    public void Forward(ReadOnlySpan<float> input, Span<float> output, int rows)
+    {
+        int inSize = InputSize, outSize = OutputSize;
+        if (input.Length < rows * inSize || output.Length < rows * outSize)
+        {
+            throw new ArgumentException($"Expected [{rows}, {inSize}] in and [{rows}, {outSize}] out.");
+        }
+
+        Mxfp4Activations act = QuantizeActivations(input, rows);
+        if (act.HasNonFinite)
+        {
+            // A NaN or infinity upstream makes the whole product meaningless; say so instead of returning numbers.
+            output[..(rows * outSize)].Fill(float.NaN);
+            return;
+        }
+
+        fixed (byte* packed = _packed)
+        fixed (byte* scales = _scales)
+        fixed (sbyte* codes = act.Codes)
+        fixed (int* corrections = act.Corrections)
+        fixed (int* exponents = act.Exponents)
+        fixed (float* outPtr = output)
+        {
+            byte* p = packed;
+            byte* s = scales;
+            sbyte* c = codes;
+            int* corr = corrections;
+            int* exp = exponents;
+            float* y = outPtr;
+            int blocks = _paddedBlocks;
+            Mxfp4KernelKind kernel = Kernel;
+            _parallel.For(outSize, (long)rows * blocks * 32, (start, end) =>
+            {
+                for (int o = start; o < end; o++)
+                {
+                    byte* rowPacked = p + ((long)o * blocks * 16);
+                    byte* rowScales = s + ((long)o * blocks);
+                    for (int t = 0; t < rows; t++)
+                    {
+                        y[(t * outSize) + o] = Mxfp4DotKernels.Dot(
+                            kernel, rowPacked, rowScales, c + (t * blocks * 32), corr + (t * blocks * 4), exp + (t * blocks * 4), blocks);
+                    }
+                }
+            });
+        }
+    }
+
+    /// <summary>Quantizes <paramref name="rows"/> input rows into the kernel's activation layout.</summary>
+    internal Mxfp4Activations QuantizeActivations(ReadOnlySpan<float> input, int rows)
+    {
+        Mxfp4Activations act = Mxfp4Activations.Rent(rows, _paddedBlocks, Mxfp4DotKernels.GroupBlocks(Kernel));
+        act.QuantizeAll(input[..(rows * InputSize)], InputSize, Transform, ActivationRule, _parallel);
+        return act;
+    }
+
+    /// <summary>The exact integer block sums of weight row <paramref name="row"/> against activation row <paramref name="token"/>.</summary>
+    internal int[] BlockSums(Mxfp4Activations act, int row, int token)
+    {
+        var sums = new int[_paddedBlocks];
+        fixed (byte* packed = _packed)
+        fixed (sbyte* codes = act.Codes)
+        fixed (int* corrections = act.Corrections)
+        fixed (int* result = sums)
+        {
+            Mxfp4DotKernels.BlockSums(Kernel, packed + ((long)row * _paddedBlocks * 16), codes + (token * _paddedBlocks * 32), corrections + (token * _paddedBlocks * 4), _paddedBlocks, result);
+        }
+
+        return sums[..Weights.Blocks];
+    }
+}
