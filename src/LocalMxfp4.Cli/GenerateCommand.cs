@@ -60,7 +60,7 @@ internal static class GenerateCommand
         var load = Stopwatch.StartNew();
         ModelDirectory dir = ModelDirectory.Resolve(modelPath);
         LlmTokenizer tokenizer = LlmTokenizer.Load(dir.Directory);
-        using IInferenceEngine engine = FloatModelLoader.LoadEngine(modelPath, threads);
+        using IInferenceEngine engine = EngineLoader.Load(modelPath, new EngineLoadOptions { Threads = threads });
         load.Stop();
 
         var promptIds = new List<int>();

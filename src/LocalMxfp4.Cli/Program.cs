@@ -6,6 +6,8 @@ var root = new RootCommand("lmx — LocalMxfp4: run and inspect LLaMA-family mod
     InfoCommand.Create(),
     GenerateCommand.Create(),
     BenchCommand.Create(),
+    QuantizeCommand.Create(),
+    EvalCommand.Create(),
 };
 
 // Our own handler turns typed errors into one line; the library's default would print a stack trace.

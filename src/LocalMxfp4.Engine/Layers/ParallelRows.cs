@@ -14,7 +14,7 @@ public sealed class ParallelRows : IDisposable
     /// <summary>Below this many multiply-adds a call runs on the calling thread.</summary>
     public const long InlineWorkThreshold = 1 << 16;
 
-    private const int SpinIterations = 20_000;
+    private const int SpinIterations = 2_000;
 
     private readonly Thread[] _workers;
     private readonly object _gate = new();
@@ -69,10 +69,11 @@ public sealed class ParallelRows : IDisposable
             }
 
             RunChunk(0);
+            // Spin, then yield: if another process holds the other core, burning this one would starve the worker.
             var spin = default(SpinWait);
             while (Volatile.Read(ref _pending) != 0)
             {
-                spin.SpinOnce(sleep1Threshold: -1);
+                spin.SpinOnce();
             }
 
             _job = null;

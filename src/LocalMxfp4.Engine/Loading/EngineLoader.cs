@@ -40,6 +40,8 @@ public static class EngineLoader
             throw new NotSupportedException("The CUDA backend is not part of this build yet; use Backend = Cpu or Auto.");
         }
 
-        return FloatModelLoader.LoadEngine(path, options.Threads);
+        return LocalMxfp4.Models.Quantized.QuantizedModelReader.IsQuantized(path)
+            ? QuantizedModelLoader.LoadEngine(path, options.Threads)
+            : FloatModelLoader.LoadEngine(path, options.Threads);
     }
 }

@@ -14,45 +14,47 @@ namespace LocalMxfp4.Engine.Loading;
 public static class FloatModelLoader
 {
     /// <summary>Loads weights described by <paramref name="config"/> from <paramref name="checkpoint"/>.</summary>
-    public static LlamaWeights Load(SafetensorsCheckpoint checkpoint, LlamaConfig config, ParallelRows parallel)
+    public static LlamaWeights Load(SafetensorsCheckpoint checkpoint, LlamaConfig config, ParallelRows parallel) =>
+        ReadTensors(checkpoint, config).ToWeights(parallel);
+
+    /// <summary>Reads every tensor as float32 arrays, checked against <paramref name="config"/>.</summary>
+    public static FloatModelTensors ReadTensors(SafetensorsCheckpoint checkpoint, LlamaConfig config)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(config);
         var reader = new TensorReader(checkpoint);
         int hidden = config.HiddenSize, inner = config.IntermediateSize;
         float[] embedding = reader.Read(LlamaTensorNames.Embedding, config.VocabularySize, hidden);
-        var layers = new LlamaLayerWeights[config.LayerCount];
+        var layers = new FloatLayerTensors[config.LayerCount];
         for (int i = 0; i < config.LayerCount; i++)
         {
             LayerTensorNames n = LlamaTensorNames.Layer(i);
-            layers[i] = new LlamaLayerWeights(
-                reader.Read(n.InputNorm, hidden),
-                reader.Linear(n.Query, config.QueryWidth, hidden, parallel),
-                reader.Linear(n.Key, config.KeyValueWidth, hidden, parallel),
-                reader.Linear(n.Value, config.KeyValueWidth, hidden, parallel),
-                reader.Linear(n.Output, hidden, config.QueryWidth, parallel),
-                reader.Read(n.PostAttentionNorm, hidden),
-                reader.Linear(n.Gate, inner, hidden, parallel),
-                reader.Linear(n.Up, inner, hidden, parallel),
-                reader.Linear(n.Down, hidden, inner, parallel));
+            layers[i] = new FloatLayerTensors
+            {
+                AttentionNorm = reader.Read(n.InputNorm, hidden),
+                Query = reader.Read(n.Query, config.QueryWidth, hidden),
+                Key = reader.Read(n.Key, config.KeyValueWidth, hidden),
+                Value = reader.Read(n.Value, config.KeyValueWidth, hidden),
+                Output = reader.Read(n.Output, hidden, config.QueryWidth),
+                MlpNorm = reader.Read(n.PostAttentionNorm, hidden),
+                Gate = reader.Read(n.Gate, inner, hidden),
+                Up = reader.Read(n.Up, inner, hidden),
+                Down = reader.Read(n.Down, hidden, inner),
+            };
         }
 
         float[] finalNorm = reader.Read(LlamaTensorNames.FinalNorm, hidden);
-        ILinear lmHead;
+        float[]? lmHead = null;
         if (checkpoint.TryGetTensor(LlamaTensorNames.LmHead, out _))
         {
-            lmHead = reader.Linear(LlamaTensorNames.LmHead, config.VocabularySize, hidden, parallel);
+            lmHead = reader.Read(LlamaTensorNames.LmHead, config.VocabularySize, hidden);
         }
-        else if (config.TieWordEmbeddings)
-        {
-            lmHead = new DenseLinear(embedding, config.VocabularySize, hidden, parallel);
-        }
-        else
+        else if (!config.TieWordEmbeddings)
         {
             throw new ModelLoadException(checkpoint.Path, LlamaTensorNames.LmHead, "missing, and config.json does not set tie_word_embeddings.");
         }
 
-        return new LlamaWeights(config, embedding, layers, finalNorm, lmHead);
+        return new FloatModelTensors(config, embedding, layers, finalNorm, lmHead);
     }
 
     /// <summary>Opens the model at <paramref name="path"/> (directory or safetensors file) as a float32 CPU engine.</summary>
@@ -87,7 +89,5 @@ public static class FloatModelLoader
             return checkpoint.ReadSingle(name);
         }
 
-        public DenseLinear Linear(string name, int outputs, int inputs, ParallelRows parallel) =>
-            new(Read(name, outputs, inputs), outputs, inputs, parallel);
     }
 }

@@ -105,19 +105,46 @@ public sealed class TransformerSession : IInferenceSession
             _w.Embedding.AsSpan(id * hidden, hidden).CopyTo(x.AsSpan(t * hidden));
         }
 
-        var buffers = new LayerBuffers(_c, n);
-        for (int l = 0; l < _c.LayerCount; l++)
-        {
-            Attention(l, x, buffers, n);
-            Mlp(l, x, buffers, n);
-        }
-
+        RunLayers(x, n);
         int first = allPositions ? 0 : n - 1;
         int rows = n - first;
         var normed = new float[rows * hidden];
         RmsNorm.Apply(x.AsSpan(first * hidden), _w.FinalNorm, normed, rows, _c.RmsNormEpsilon);
         _w.LmHead.Forward(normed, logits, rows);
         Position += n;
+    }
+
+    /// <summary>
+    /// Runs hidden states that are already embedded (<c>[tokens, hidden]</c>, updated in place) through every decoder
+    /// layer at the next positions, without the final norm and lm_head. The quantizer's rotation calibration feeds
+    /// averaged embeddings this way, which no token sequence could produce.
+    /// </summary>
+    public void ForwardHidden(float[] hidden, int tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(hidden);
+        if (tokens <= 0 || hidden.Length < tokens * _c.HiddenSize)
+        {
+            throw new ArgumentException($"Expected [{tokens}, {_c.HiddenSize}] hidden states.", nameof(hidden));
+        }
+
+        if (Position + tokens > ContextLength)
+        {
+            throw new ContextOverflowException(Position, tokens, ContextLength);
+        }
+
+        RunLayers(hidden, tokens);
+        Position += tokens;
+    }
+
+    private void RunLayers(float[] x, int n)
+    {
+        var buffers = new LayerBuffers(_c, n);
+        for (int l = 0; l < _c.LayerCount; l++)
+        {
+            Attention(l, x, buffers, n);
+            Mlp(l, x, buffers, n);
+        }
     }
 
     private void Attention(int layer, float[] x, LayerBuffers b, int n)
@@ -162,8 +189,15 @@ public sealed class TransformerSession : IInferenceSession
                     scores[p] = TensorPrimitives.Dot(qh, keys.AsSpan((p * kvWidth) + (kvHead * headDim), headDim)) * invSqrt;
                 }
 
+                // Softmax with the max subtracted: TensorPrimitives.SoftMax exponentiates raw scores, which overflows
+                // to Inf/Inf = NaN once a score passes ~88 (real models' attention sinks do).
                 Span<float> s = scores.AsSpan(0, visible);
-                TensorPrimitives.SoftMax(s, s);
+                TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
+                // exp below −87 is a float32 denormal, which x86 computes through slow microcode; those weights are
+                // < 1e-38 of the largest, so clamping changes nothing observable.
+                TensorPrimitives.Max(s, -87f, s);
+                TensorPrimitives.Exp(s, s);
+                TensorPrimitives.Divide(s, TensorPrimitives.Sum(s), s);
                 Span<float> outHead = attn.AsSpan((t * qWidth) + (h * headDim), headDim);
                 outHead.Clear();
                 for (int p = 0; p < visible; p++)

@@ -1,0 +1,41 @@
+using LocalMxfp4.Engine.Layers;
+using LocalMxfp4.Engine.Transformer;
+using LocalMxfp4.Models.Quantized;
+using LocalMxfp4.Numerics.Mxfp4;
+
+namespace LocalMxfp4.Engine.Loading;
+
+/// <summary>Builds the W4A4 CPU engine from a model written by <c>lmx quantize</c>.</summary>
+public static class QuantizedModelLoader
+{
+    /// <summary>Reads, validates and loads the quantized model at <paramref name="path"/>.</summary>
+    public static CpuEngine LoadEngine(string path, int threads = 0, Mxfp4KernelKind? kernel = null)
+    {
+        QuantizedModel model = QuantizedModelReader.Read(path);
+        var parallel = new ParallelRows(threads);
+        return new CpuEngine(Build(model, parallel, kernel), parallel, "mxfp4", "mxfp4");
+    }
+
+    /// <summary>The W4A4 layers of <paramref name="model"/>: each projection an <see cref="Mxfp4Linear"/> with its site's online transform.</summary>
+    public static LlamaWeights Build(QuantizedModel model, ParallelRows parallel, Mxfp4KernelKind? kernel = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ScaleRule rule = model.Quantization.ActivationScaleRule;
+        ILinear Linear(Mxfp4Matrix m, InputTransform? t) =>
+            new Mxfp4Linear(m, t is null ? null : new BlockTransform(t.Matrices, t.Blocks), rule, parallel, kernel);
+
+        var layers = model.Layers.Select(l => new LlamaLayerWeights(
+            l.AttentionNorm,
+            Linear(l.Query, l.QkvTransform),
+            Linear(l.Key, l.QkvTransform),
+            Linear(l.Value, l.QkvTransform),
+            Linear(l.Output, l.OutputTransform),
+            l.MlpNorm,
+            Linear(l.Gate, l.GateUpTransform),
+            Linear(l.Up, l.GateUpTransform),
+            Linear(l.Down, l.DownTransform))).ToArray();
+        int vocab = model.Config.VocabularySize, hidden = model.Config.HiddenSize;
+        var lmHead = new DenseLinear(model.LmHead ?? model.Embedding, vocab, hidden, parallel);
+        return new LlamaWeights(model.Config, model.Embedding, layers, model.FinalNorm, lmHead);
+    }
+}

@@ -1,0 +1,155 @@
+using System.Text.Json;
+using LocalMxfp4.Models.Checkpoint;
+using LocalMxfp4.Models.Configuration;
+using LocalMxfp4.Numerics.Mxfp4;
+using LocalMxfp4.Safetensors;
+
+namespace LocalMxfp4.Models.Quantized;
+
+/// <summary>
+/// Reads a model written by <c>lmx quantize</c>, checking every tensor against config.json before anything runs:
+/// presence, dtype, shape, block counts, scale bytes (no NaN 0xFF), transform shapes and finiteness. A failure names
+/// the file and tensor.
+/// </summary>
+public static class QuantizedModelReader
+{
+    /// <summary>True when the model at <paramref name="path"/> declares a LocalMxfp4 <c>quantization_config</c>.</summary>
+    public static bool IsQuantized(string path)
+    {
+        ModelDirectory dir = ModelDirectory.Resolve(path);
+        return dir.LoadConfig().QuantizationConfig is { ValueKind: JsonValueKind.Object } q
+            && q.TryGetProperty("quant_method", out JsonElement m) && m.ValueKind == JsonValueKind.String;
+    }
+
+    /// <summary>Reads and validates the quantized model at <paramref name="path"/>.</summary>
+    public static QuantizedModel Read(string path)
+    {
+        ModelDirectory dir = ModelDirectory.Resolve(path);
+        LlamaConfig config = dir.LoadConfig();
+        string configPath = Path.Combine(dir.Directory, "config.json");
+        if (config.QuantizationConfig is not { } qjson)
+        {
+            throw new ModelConfigException(configPath, "quantization_config", "missing: this is not a quantized model (run lmx quantize).");
+        }
+
+        QuantizationConfig quantization = QuantizationConfig.Parse(qjson, configPath);
+        using SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint.Open(dir.Weights);
+        var r = new Reader(checkpoint);
+        int hidden = config.HiddenSize, inner = config.IntermediateSize;
+        float[] embedding = r.Float(LlamaTensorNames.Embedding, config.VocabularySize, hidden);
+        var layers = new QuantizedLayer[config.LayerCount];
+        for (int i = 0; i < config.LayerCount; i++)
+        {
+            LayerTensorNames n = LlamaTensorNames.Layer(i);
+            layers[i] = new QuantizedLayer(
+                r.Float(n.InputNorm, hidden),
+                r.Matrix(n.Query, config.QueryWidth, hidden),
+                r.Matrix(n.Key, config.KeyValueWidth, hidden),
+                r.Matrix(n.Value, config.KeyValueWidth, hidden),
+                r.Matrix(n.Output, hidden, config.QueryWidth),
+                r.Float(n.PostAttentionNorm, hidden),
+                r.Matrix(n.Gate, inner, hidden),
+                r.Matrix(n.Up, inner, hidden),
+                r.Matrix(n.Down, hidden, inner),
+                r.Transform(QuantizedTensorNames.QkvTransform(i), hidden),
+                r.Transform(QuantizedTensorNames.OutputTransform(i), config.QueryWidth),
+                r.Transform(QuantizedTensorNames.GateUpTransform(i), hidden),
+                r.Transform(QuantizedTensorNames.DownTransform(i), inner));
+        }
+
+        float[] finalNorm = r.Float(LlamaTensorNames.FinalNorm, hidden);
+        float[]? lmHead = null;
+        if (checkpoint.TryGetTensor(LlamaTensorNames.LmHead, out _))
+        {
+            lmHead = r.Float(LlamaTensorNames.LmHead, config.VocabularySize, hidden);
+        }
+        else if (!config.TieWordEmbeddings)
+        {
+            throw new ModelLoadException(checkpoint.Path, LlamaTensorNames.LmHead, "missing, and config.json does not set tie_word_embeddings.");
+        }
+
+        return new QuantizedModel(config, quantization, embedding, layers, finalNorm, lmHead);
+    }
+
+    private sealed class Reader(SafetensorsCheckpoint checkpoint)
+    {
+        public float[] Float(string name, params int[] shape)
+        {
+            TensorInfo info = Get(name);
+            if (info.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
+            {
+                throw new ModelLoadException(info.FilePath, name, $"dtype {SafetensorsDTypes.ToName(info.DType)} is not a float type (F32, F16, BF16).");
+            }
+
+            ExpectShape(info, shape.Select(d => (long)d).ToArray());
+            return checkpoint.ReadSingle(name);
+        }
+
+        public Mxfp4Matrix Matrix(string weightName, int rows, int columns)
+        {
+            int blocks = Mxfp4Codec.BlockCount(columns);
+            string blocksName = QuantizedTensorNames.Blocks(weightName), scalesName = QuantizedTensorNames.Scales(weightName);
+            TensorInfo b = Get(blocksName), s = Get(scalesName);
+            ExpectU8(b);
+            ExpectU8(s);
+            ExpectShape(b, [rows, blocks, 16]);
+            ExpectShape(s, [rows, blocks]);
+            byte[] scales = checkpoint.GetBytes(scalesName).ToArray();
+            int nan = Array.IndexOf(scales, E8M0.NaN);
+            if (nan >= 0)
+            {
+                throw new ModelLoadException(s.FilePath, scalesName, $"scale byte 0xFF (NaN) at row {nan / blocks}, block {nan % blocks}; a weight scale must be finite.");
+            }
+
+            return new Mxfp4Matrix(rows, columns, checkpoint.GetBytes(blocksName).ToArray(), scales);
+        }
+
+        public InputTransform? Transform(string name, int inputWidth)
+        {
+            if (!checkpoint.TryGetTensor(name, out TensorInfo info))
+            {
+                return null;
+            }
+
+            int blocks = Mxfp4Codec.BlockCount(inputWidth);
+            if (info.DType != SafetensorsDType.F32)
+            {
+                throw new ModelLoadException(info.FilePath, name, $"dtype {SafetensorsDTypes.ToName(info.DType)}: input transforms are F32.");
+            }
+
+            bool shared = info.Shape.SequenceEqual([32L, 32L]);
+            if (!shared && !info.Shape.SequenceEqual([blocks, 32L, 32L]))
+            {
+                throw new ModelLoadException(info.FilePath, name, $"shape [{string.Join(", ", info.Shape)}]; an input transform is [32, 32] or [{blocks}, 32, 32] for an input of {inputWidth}.");
+            }
+
+            float[] m = checkpoint.ReadSingle(name);
+            int bad = Array.FindIndex(m, v => !float.IsFinite(v));
+            if (bad >= 0)
+            {
+                throw new ModelLoadException(info.FilePath, name, $"element {bad} is {m[bad]}; transforms must be finite.");
+            }
+
+            return new InputTransform(m, blocks);
+        }
+
+        private TensorInfo Get(string name) =>
+            checkpoint.TryGetTensor(name, out TensorInfo info) ? info : throw new ModelLoadException(checkpoint.Path, name, "missing from the quantized model.");
+
+        private static void ExpectU8(TensorInfo info)
+        {
+            if (info.DType != SafetensorsDType.U8)
+            {
+                throw new ModelLoadException(info.FilePath, info.Name, $"dtype {SafetensorsDTypes.ToName(info.DType)}; MXFP4 planes are U8.");
+            }
+        }
+
+        private static void ExpectShape(TensorInfo info, long[] shape)
+        {
+            if (!info.Shape.SequenceEqual(shape))
+            {
+                throw new ModelLoadException(info.FilePath, info.Name, $"shape [{string.Join(", ", info.Shape)}] does not match config.json, which implies [{string.Join(", ", shape)}].");
+            }
+        }
+    }
+}
