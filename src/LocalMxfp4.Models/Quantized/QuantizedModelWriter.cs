@@ -19,12 +19,6 @@ public static class QuantizedModelWriter
     /// <summary>Shard size above which weights are split (Hugging Face's usual 5 GB, kept under 4 GiB here).</summary>
     public const long MaxShardBytes = 4L << 30;
 
-    private static readonly string[] CopiedFiles =
-    [
-        "generation_config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-        "LICENSE", "LICENSE.txt", "USE_POLICY.md", "original/tokenizer.model",
-    ];
-
     /// <summary>Writes <paramref name="model"/> to <paramref name="outputDirectory"/>.</summary>
     /// <param name="model">The quantized model.</param>
     /// <param name="sourceDirectory">The float model it came from (config.json is kept, tokenizer files are copied).</param>
@@ -33,38 +27,12 @@ public static class QuantizedModelWriter
     public static void Write(QuantizedModel model, string sourceDirectory, string outputDirectory, bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(model);
-        string output = Path.GetFullPath(outputDirectory);
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any() && !overwrite)
-        {
-            throw new IOException($"{output} exists and is not empty; choose another --out or pass --overwrite.");
-        }
-
-        string parent = Path.GetDirectoryName(output) ?? ".";
-        Directory.CreateDirectory(parent);
-        string temp = Path.Combine(parent, $".{Path.GetFileName(output)}.partial-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(temp);
-        try
+        ModelDirectoryWriter.Write(outputDirectory, overwrite, temp =>
         {
             WriteConfig(model, sourceDirectory, temp);
-            foreach (string file in CopiedFiles)
-            {
-                string from = Path.Combine(sourceDirectory, file);
-                if (File.Exists(from))
-                {
-                    string to = Path.Combine(temp, file);
-                    Directory.CreateDirectory(Path.GetDirectoryName(to)!);
-                    File.Copy(from, to);
-                }
-            }
-
+            ModelDirectoryWriter.CopyCompanionFiles(sourceDirectory, temp);
             WriteTensors(model, temp);
-            Publish(temp, output);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
+        });
     }
 
     private static void WriteConfig(QuantizedModel model, string sourceDirectory, string temp)
@@ -155,47 +123,5 @@ public static class QuantizedModelWriter
         var bits = new ushort[values.Length];
         BFloat16.FromSingle(values, bits);
         return new PendingTensor(name, SafetensorsDType.BF16, shape, MemoryMarshal.AsBytes(bits.AsSpan()).ToArray());
-    }
-
-    private static void Publish(string temp, string output)
-    {
-        if (!Directory.Exists(output))
-        {
-            Directory.Move(temp, output);
-            return;
-        }
-
-        // Replace: move the old directory aside first so a failure in between never leaves neither model.
-        string old = output + $".old-{Guid.NewGuid():N}";
-        Directory.Move(output, old);
-        try
-        {
-            Directory.Move(temp, output);
-        }
-        catch
-        {
-            Directory.Move(old, output);
-            throw;
-        }
-
-        TryDelete(old);
-    }
-
-    private static void TryDelete(string directory)
-    {
-        try
-        {
-            if (Directory.Exists(directory))
-            {
-                Directory.Delete(directory, recursive: true);
-            }
-        }
-        catch (IOException)
-        {
-            // Best effort: a leftover partial directory starts with '.' and never loads as a model.
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
     }
 }

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.AI;
+
+namespace LocalMxfp4.ChatClient.Generation;
+
+/// <summary>
+/// Restricts which tokens may be sampled next (the plug-in point for constrained decoding: JSON schemas, forced tool
+/// calls). Applied to the logits after every forward pass, before the sampler's penalties and temperature.
+/// </summary>
+internal interface ITokenMask
+{
+    /// <summary>Sets the logits of forbidden tokens to negative infinity.</summary>
+    void Apply(Span<float> logits);
+
+    /// <summary>Advances the mask's state past the sampled token.</summary>
+    void Accept(int tokenId);
+}
+
+/// <summary>
+/// Turns the reply text, as it streams, into message contents (the plug-in point for tool-call parsing). The
+/// default passes text through; a tool-call parser buffers a call and emits a <c>FunctionCallContent</c> at the end.
+/// </summary>
+internal interface IResponseParser
+{
+    /// <summary>Contents completed by <paramref name="text"/> (may be empty while something is being buffered).</summary>
+    IReadOnlyList<AIContent> Append(string text);
+
+    /// <summary>Whatever is still buffered at the end of generation.</summary>
+    IReadOnlyList<AIContent> Complete();
+
+    /// <summary>A finish reason that replaces Stop/Length (e.g. ToolCalls), once known.</summary>
+    ChatFinishReason? FinishReasonOverride { get; }
+}
+
+/// <summary>The default parser: every piece of text is a <see cref="TextContent"/>.</summary>
+internal sealed class TextResponseParser : IResponseParser
+{
+    public ChatFinishReason? FinishReasonOverride => null;
+
+    public IReadOnlyList<AIContent> Append(string text) => text.Length == 0 ? [] : [new TextContent(text)];
+
+    public IReadOnlyList<AIContent> Complete() => [];
+}

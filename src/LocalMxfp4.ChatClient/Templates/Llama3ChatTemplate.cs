@@ -1,0 +1,122 @@
+using LocalMxfp4.Tokenization;
+using Microsoft.Extensions.AI;
+
+namespace LocalMxfp4.ChatClient.Templates;
+
+/// <summary>
+/// The LLaMA-3 / 3.1 instruct format, as Meta's chat template writes it:
+/// <c>&lt;|begin_of_text|&gt;</c>, then per message <c>&lt;|start_header_id|&gt;role&lt;|end_header_id|&gt;</c> +
+/// <c>"\n\n" + trimmed text</c> + <c>&lt;|eot_id|&gt;</c>, then the assistant header and <c>"\n\n"</c> for the reply.
+/// Leading system messages and <c>ChatOptions.Instructions</c> become one system message; the tool role is written
+/// as <c>ipython</c>. The reply ends at <c>&lt;|eot_id|&gt;</c>, <c>&lt;|eom_id|&gt;</c> or <c>&lt;|end_of_text|&gt;</c>.
+/// </summary>
+public sealed class Llama3ChatTemplate : IChatTemplate
+{
+    private const string StartHeader = "<|start_header_id|>";
+    private const string EndHeader = "<|end_header_id|>";
+    private const string EndOfTurn = "<|eot_id|>";
+
+    /// <inheritdoc />
+    public string Name => "llama3";
+
+    /// <inheritdoc />
+    public bool IsChatFormat => true;
+
+    /// <inheritdoc />
+    public string Description => "LLaMA-3 instruct format: header tokens per role, <|eot_id|> after each turn.";
+
+    /// <summary>Whether <paramref name="tokenizer"/> has the special tokens this format needs.</summary>
+    public static bool Supports(LlmTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return tokenizer.TryGetSpecialTokenId(StartHeader) is not null
+            && tokenizer.TryGetSpecialTokenId(EndHeader) is not null
+            && tokenizer.TryGetSpecialTokenId(EndOfTurn) is not null;
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, LlmTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        int start = Required(tokenizer, StartHeader), end = Required(tokenizer, EndHeader), eot = Required(tokenizer, EndOfTurn);
+        var ids = new List<int>(256);
+        if (tokenizer.BeginOfSequenceId is int bos)
+        {
+            ids.Add(bos);
+        }
+
+        (string? system, int first) = MessageText.MergeSystem(messages, instructions);
+        if (system is not null)
+        {
+            AppendTurn(ids, tokenizer, start, end, eot, "system", system);
+        }
+
+        for (int i = first; i < messages.Count; i++)
+        {
+            ChatMessage m = messages[i];
+            AppendTurn(ids, tokenizer, start, end, eot, RoleName(m.Role), MessageText.Of(m).Trim());
+        }
+
+        ids.Add(start);
+        ids.AddRange(tokenizer.Encode("assistant"));
+        ids.Add(end);
+        ids.AddRange(tokenizer.Encode("\n\n"));
+        return ids;
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<int> GetStopTokenIds(LlmTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var ids = new List<int>();
+        foreach (string name in new[] { EndOfTurn, "<|eom_id|>", "<|end_of_text|>" })
+        {
+            if (tokenizer.TryGetSpecialTokenId(name) is int id)
+            {
+                ids.Add(id);
+            }
+        }
+
+        return ids;
+    }
+
+    private static void AppendTurn(List<int> ids, LlmTokenizer tokenizer, int start, int end, int eot, string role, string text)
+    {
+        ids.Add(start);
+        ids.AddRange(tokenizer.Encode(role));
+        ids.Add(end);
+        ids.AddRange(tokenizer.Encode("\n\n" + text));
+        ids.Add(eot);
+    }
+
+    private static string RoleName(ChatRole role)
+    {
+        if (role == ChatRole.System)
+        {
+            return "system";
+        }
+
+        if (role == ChatRole.User)
+        {
+            return "user";
+        }
+
+        if (role == ChatRole.Assistant)
+        {
+            return "assistant";
+        }
+
+        if (role == ChatRole.Tool)
+        {
+            return "ipython";
+        }
+
+        throw new ArgumentException(
+            $"The LLaMA-3 template knows the roles system, user, assistant and tool; a message has role '{role.Value}'.", nameof(role));
+    }
+
+    private static int Required(LlmTokenizer tokenizer, string name) =>
+        tokenizer.TryGetSpecialTokenId(name)
+        ?? throw new NotSupportedException($"The tokenizer ({tokenizer.SourcePath}) has no {name} token, so it cannot use the LLaMA-3 chat format; use ChatTemplateKind.PlainText.");
+}
