@@ -92,4 +92,37 @@ public class SamplerTests
         var options = new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP, RepetitionPenalty = repetition };
         Assert.Throws<ArgumentOutOfRangeException>(() => new Sampler(options));
     }
+
+    [Fact]
+    public void TopPAndTopKOnALlama3SizedVocabularyDrawOnlyFromTheBruteForceSets()
+    {
+        var rng = new Random(5);
+        float[] logits = Enumerable.Range(0, 128256).Select(_ => (float)(OrthogonalGaussian(rng) * 3)).ToArray();
+        int[] byLogit = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).ThenBy(i => i).ToArray();
+        double[] p = byLogit.Select(i => Math.Exp(logits[i] - logits[byLogit[0]])).ToArray();
+        double total = p.Sum(), cumulative = 0;
+        var nucleus = new HashSet<int>();
+        for (int i = 0; i < p.Length && cumulative < 0.9 * total; i++)
+        {
+            cumulative += p[i];
+            nucleus.Add(byLogit[i]);
+        }
+
+        var top40 = byLogit.Take(40).ToHashSet();
+        var topP = new Sampler(new SamplingOptions { Temperature = 1, TopP = 0.9f, Seed = 9 });
+        var topK = new Sampler(new SamplingOptions { Temperature = 1, TopK = 40, Seed = 9 });
+        var seen = new HashSet<int>();
+        for (int draw = 0; draw < 300; draw++)
+        {
+            int a = topP.Sample((float[])logits.Clone(), []);
+            Assert.Contains(a, nucleus);
+            seen.Add(a);
+            Assert.Contains(topK.Sample((float[])logits.Clone(), []), top40);
+        }
+
+        Assert.True(seen.Count > 50, $"only {seen.Count} distinct tokens drawn from a nucleus of {nucleus.Count}");
+    }
+
+    private static double OrthogonalGaussian(Random rng) =>
+        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 }

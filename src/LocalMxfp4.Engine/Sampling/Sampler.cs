@@ -23,6 +23,11 @@ public sealed class Sampler
     /// Picks the next token. <paramref name="logits"/> is modified (penalties, temperature);
     /// <paramref name="context"/> is every token so far (prompt and generated).
     /// </summary>
+    /// <remarks>
+    /// Only what the options need is sorted: top-k selects k candidates; top-p sorts just the tokens above a
+    /// probability cutoff that is lowered until they hold the nucleus mass (so the nucleus is exactly a prefix of
+    /// them); with neither, the draw scans the vocabulary in id order. A 128k vocabulary is never fully sorted.
+    /// </remarks>
     public int Sample(Span<float> logits, ReadOnlySpan<int> context)
     {
         ApplyPenalties(logits, context);
@@ -32,38 +37,52 @@ public sealed class Sampler
         }
 
         int vocab = logits.Length;
-        if (_order.Length != vocab)
+        if (_probabilities.Length != vocab)
         {
-            _order = new int[vocab];
             _probabilities = new float[vocab];
+            _order = new int[vocab];
         }
 
-        for (int i = 0; i < vocab; i++)
+        // p_i ∝ exp((l_i − max) / T), unnormalised.
+        Span<float> p = _probabilities;
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(logits, max, p);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(p, 1f / _options.Temperature, p);
+        System.Numerics.Tensors.TensorPrimitives.Max(p, -87f, p);
+        System.Numerics.Tensors.TensorPrimitives.Exp(p, p);
+
+        int count;
+        if (_options.TopK > 0 && _options.TopK < vocab)
         {
-            _order[i] = i;
+            count = SelectTop(p, _options.TopK);
+        }
+        else if (_options.TopP < 1)
+        {
+            count = SelectAboveNucleusCutoff(p, _options.TopP);
+        }
+        else
+        {
+            return Draw(p);
         }
 
-        // Sort candidates by logit, descending, ties by id so the order never depends on the sort's stability.
-        float[] keys = logits.ToArray();
-        Array.Sort(_order, (a, b) => keys[b] != keys[a] ? keys[b].CompareTo(keys[a]) : a.CompareTo(b));
-        int kept = _options.TopK > 0 ? Math.Min(_options.TopK, vocab) : vocab;
-
-        double max = keys[_order[0]];
+        // Sort the candidates by probability, descending (ties by id, so the order is fully determined).
+        int[] order = _order;
+        float[] probs = _probabilities;
+        Array.Sort(order, 0, count, Comparer<int>.Create((a, b) => probs[b] != probs[a] ? probs[b].CompareTo(probs[a]) : a.CompareTo(b)));
         double sum = 0;
-        for (int i = 0; i < kept; i++)
+        for (int i = 0; i < count; i++)
         {
-            double p = Math.Exp((keys[_order[i]] - max) / _options.Temperature);
-            _probabilities[i] = (float)p;
-            sum += p;
+            sum += probs[order[i]];
         }
 
         if (_options.TopP < 1)
         {
-            double cumulative = 0;
-            int cut = kept;
-            for (int i = 0; i < kept; i++)
+            double cumulative = 0, kept = 0;
+            int cut = count;
+            for (int i = 0; i < count; i++)
             {
-                cumulative += _probabilities[i] / sum;
+                cumulative += probs[order[i]] / sum;
+                kept += probs[order[i]];
                 if (cumulative >= _options.TopP)
                 {
                     cut = i + 1;
@@ -71,27 +90,22 @@ public sealed class Sampler
                 }
             }
 
-            sum = 0;
-            for (int i = 0; i < cut; i++)
-            {
-                sum += _probabilities[i];
-            }
-
-            kept = cut;
+            count = cut;
+            sum = kept;
         }
 
         double r = _random.NextDouble() * sum;
         double acc = 0;
-        for (int i = 0; i < kept; i++)
+        for (int i = 0; i < count; i++)
         {
-            acc += _probabilities[i];
+            acc += probs[order[i]];
             if (r < acc)
             {
-                return _order[i];
+                return order[i];
             }
         }
 
-        return _order[kept - 1];
+        return order[count - 1];
     }
 
     /// <summary>The index of the largest logit; the lowest index wins ties.</summary>
@@ -109,6 +123,92 @@ public sealed class Sampler
         }
 
         return best;
+    }
+
+    /// <summary>Draws from the whole distribution, scanning ids in order.</summary>
+    private int Draw(ReadOnlySpan<float> p)
+    {
+        double sum = 0;
+        foreach (float v in p)
+        {
+            sum += v;
+        }
+
+        double r = _random.NextDouble() * sum, acc = 0;
+        for (int i = 0; i < p.Length; i++)
+        {
+            acc += p[i];
+            if (r < acc)
+            {
+                return i;
+            }
+        }
+
+        return System.Numerics.Tensors.TensorPrimitives.IndexOfMax(p);
+    }
+
+    /// <summary>Puts the ids of the k largest probabilities (ties: lower id) in <c>_order[0..k)</c>.</summary>
+    private int SelectTop(ReadOnlySpan<float> p, int k)
+    {
+        // A min-heap of the best k seen so far: O(V log k).
+        var heap = new PriorityQueue<int, (float P, int NegId)>(k + 1);
+        for (int i = 0; i < p.Length; i++)
+        {
+            if (heap.Count < k)
+            {
+                heap.Enqueue(i, (p[i], -i));
+            }
+            else
+            {
+                heap.TryPeek(out _, out (float P, int NegId) worst);
+                if (p[i] > worst.P)
+                {
+                    heap.EnqueueDequeue(i, (p[i], -i));
+                }
+            }
+        }
+
+        int n = 0;
+        while (heap.TryDequeue(out int id, out _))
+        {
+            _order[n++] = id;
+        }
+
+        return n;
+    }
+
+    /// <summary>
+    /// Puts in <c>_order</c> every id whose probability is at least a cutoff low enough that they hold ≥ <paramref name="topP"/>
+    /// of the mass: every nucleus member is then among them, since all larger probabilities are.
+    /// </summary>
+    private int SelectAboveNucleusCutoff(ReadOnlySpan<float> p, float topP)
+    {
+        double total = 0;
+        foreach (float v in p)
+        {
+            total += v;
+        }
+
+        float cutoff = System.Numerics.Tensors.TensorPrimitives.Max(p);
+        while (true)
+        {
+            cutoff *= 0.25f;
+            int n = 0;
+            double mass = 0;
+            for (int i = 0; i < p.Length; i++)
+            {
+                if (p[i] >= cutoff)
+                {
+                    _order[n++] = i;
+                    mass += p[i];
+                }
+            }
+
+            if (mass >= topP * total || cutoff == 0 || n == p.Length)
+            {
+                return n;
+            }
+        }
     }
 
     private void ApplyPenalties(Span<float> logits, ReadOnlySpan<int> context)
