@@ -45,6 +45,44 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
     /// <summary>Quantizes in memory (no files written).</summary>
     public QuantizedModel Quantize(string source, out IReadOnlyList<SiteTransform> siteList)
     {
+        TransformedModel t = Transform(source);
+        LlamaConfig config = t.Folded.Config;
+        using var parallel = new ParallelRows(options.Threads);
+        var quantizedLayers = new QuantizedLayer[config.LayerCount];
+        for (int i = 0; i < config.LayerCount; i++)
+        {
+            Report("quantizing weights", i, config.LayerCount);
+            quantizedLayers[i] = options.Gptq
+                ? QuantizeLayerGptq(t.Folded, quantizedLayers, t.Sites, i, t.Windows, parallel)
+                : QuantizeLayer(t.Folded.Layers[i], t.Sites, i, config);
+        }
+
+        Report("quantizing weights", config.LayerCount, config.LayerCount);
+        var quantization = new QuantizationConfig
+        {
+            Method = options.Method,
+            ActivationScaleRule = options.ScaleRule,
+            WeightScales = options.WeightScales,
+            SmoothingAlpha = options.EffectiveAlpha,
+            RotationSteps = options.Method == TransformMethod.DuQuant ? options.RotationSteps : 0,
+            RotationIndex = options.RotationIndex,
+            Seed = options.Seed,
+            Gptq = options.Gptq,
+            CalibrationSource = options.NeedsCalibration ? Path.GetFileName(options.CalibrationFile) : null,
+            CalibrationSamples = t.Windows.Length,
+            CalibrationSequenceLength = t.Windows.Length > 0 ? t.Windows[0].Length : 0,
+            ToolVersion = ToolVersion,
+        };
+        siteList = t.Sites.Cast<SiteTransform>().ToArray();
+        return new QuantizedModel(config, quantization, t.Folded.Embedding, quantizedLayers, t.Folded.FinalNorm, t.Folded.LmHead);
+    }
+
+    /// <summary>
+    /// Everything before weight quantization: calibration windows, smoothing folded into a copy of the float tensors,
+    /// and every site's transform chosen (for DuQuant++, by the quantized-propagated rotation search).
+    /// </summary>
+    internal TransformedModel Transform(string source)
+    {
         ModelDirectory dir = ModelDirectory.Resolve(source);
         LlamaConfig config = dir.LoadConfig();
         if (config.QuantizationConfig is not null)
@@ -75,7 +113,7 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
             }
         }
 
-        // 2. One transform state per site; the rotation is chosen by method (searched below for DuQuant++).
+        // 2. One transform state per site; the rotation is chosen by method (searched here for DuQuant++).
         var rng = new Random(options.Seed);
         var sites = new SiteTransform[config.LayerCount, 4];
         for (int i = 0; i < layers.Length; i++)
@@ -92,34 +130,7 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
             SearchRotations(folded, sites, windows, length, parallel);
         }
 
-        // 3. Weights: rotate, then quantize (GPTQ layer by layer on quantized-propagated inputs, or round to nearest).
-        var quantizedLayers = new QuantizedLayer[layers.Length];
-        for (int i = 0; i < layers.Length; i++)
-        {
-            Report("quantizing weights", i, layers.Length);
-            quantizedLayers[i] = options.Gptq
-                ? QuantizeLayerGptq(folded, quantizedLayers, sites, i, windows, parallel)
-                : QuantizeLayer(layers[i], sites, i, config);
-        }
-
-        Report("quantizing weights", layers.Length, layers.Length);
-        var quantization = new QuantizationConfig
-        {
-            Method = options.Method,
-            ActivationScaleRule = options.ScaleRule,
-            WeightScales = options.WeightScales,
-            SmoothingAlpha = alpha,
-            RotationSteps = options.Method == TransformMethod.DuQuant ? options.RotationSteps : 0,
-            RotationIndex = options.RotationIndex,
-            Seed = options.Seed,
-            Gptq = options.Gptq,
-            CalibrationSource = options.NeedsCalibration ? Path.GetFileName(options.CalibrationFile) : null,
-            CalibrationSamples = windows.Length,
-            CalibrationSequenceLength = windows.Length > 0 ? length : 0,
-            ToolVersion = ToolVersion,
-        };
-        siteList = sites.Cast<SiteTransform>().ToArray();
-        return new QuantizedModel(config, quantization, original.Embedding, quantizedLayers, original.FinalNorm, original.LmHead);
+        return new TransformedModel(original, folded, sites, windows);
     }
 
     private SiteTransform NewSite(string name, int channels, float[]? divisor, Random rng) =>
@@ -237,10 +248,10 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
         Report("rotation search", 1, 1);
     }
 
-    private LlamaLayerWeights FakeQuantLayer(FloatLayerTensors l, SiteTransform[,] sites, int i, LlamaConfig c, bool quantizeWeights, ParallelRows parallel, HessianAccumulator[]? hessians)
+    private LlamaLayerWeights FakeQuantLayer(FloatLayerTensors l, SiteTransform[,] sites, int i, LlamaConfig c, bool quantizeWeights, ParallelRows parallel, HessianAccumulator[]? hessians, bool quantizeActivations = true)
     {
         ILinear Make(SiteTransform site, float[] w, int rows, HessianAccumulator? h) =>
-            new FakeQuantLinear(site, w, rows, options.ScaleRule, options.WeightScales, quantizeWeights, parallel, h);
+            new FakeQuantLinear(site, w, rows, options.ScaleRule, options.WeightScales, quantizeWeights, parallel, h, quantizeActivations);
 
         return new LlamaLayerWeights(
             l.AttentionNorm,
@@ -276,9 +287,10 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
         LlamaConfig c = folded.Config;
         FloatLayerTensors l = folded.Layers[i];
         HessianAccumulator[] h = [.. Enumerable.Range(0, 4).Select(s => new HessianAccumulator(sites[i, s].PaddedChannels))];
+        // Layers before i run as the real W4A4 engine layers; layers after i are not needed for layer i's inputs.
         var partialConfig = c with { LayerCount = i + 1 };
-        var previous = new QuantizedModel(partialConfig, new QuantizationConfig { ActivationScaleRule = options.ScaleRule }, folded.Embedding, done[..i], folded.FinalNorm, folded.LmHead);
-        LlamaWeights quantizedPrefix = QuantizedModelLoader.Build(previous with { Config = c with { LayerCount = i } }, parallel);
+        var prefix = new QuantizedModel(c with { LayerCount = i }, new QuantizationConfig { ActivationScaleRule = options.ScaleRule }, folded.Embedding, done[..i], folded.FinalNorm, folded.LmHead);
+        LlamaWeights quantizedPrefix = QuantizedModelLoader.Build(prefix, parallel);
         var layers = quantizedPrefix.Layers.Append(FakeQuantLayer(l, sites, i, c, quantizeWeights: false, parallel, h)).ToArray();
         var weights = new LlamaWeights(partialConfig, folded.Embedding, layers, folded.FinalNorm, folded.LmHeadLinear(parallel));
         RunWindows(weights, windows, parallel, $"GPTQ statistics, layer {i}");
@@ -297,5 +309,28 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
         new(l.AttentionNorm, m[0], m[1], m[2], m[3], l.MlpNorm, m[4], m[5], m[6],
             sites[i, 0].ActivationTransform(), sites[i, 1].ActivationTransform(), sites[i, 2].ActivationTransform(), sites[i, 3].ActivationTransform());
 
+    /// <summary>
+    /// The float model with every transform applied but nothing quantized: each linear input is divided and rotated
+    /// online and meets rotated weights. Its logits equal the original model's to rounding (what the tests check).
+    /// </summary>
+    internal LlamaWeights TransformedFloatWeights(TransformedModel t, ParallelRows parallel)
+    {
+        LlamaConfig c = t.Folded.Config;
+        var layers = new LlamaLayerWeights[c.LayerCount];
+        for (int i = 0; i < c.LayerCount; i++)
+        {
+            layers[i] = FakeQuantLayer(t.Folded.Layers[i], t.Sites, i, c, quantizeWeights: false, parallel, hessians: null, quantizeActivations: false);
+        }
+
+        return new LlamaWeights(c, t.Folded.Embedding, layers, t.Folded.FinalNorm, t.Folded.LmHeadLinear(parallel));
+    }
+
     private void Report(string stage, int done, int total) => progress?.Report(new QuantizationProgress(stage, done, total));
 }
+
+/// <summary>The state between transform selection and weight quantization.</summary>
+/// <param name="Original">The float model as loaded.</param>
+/// <param name="Folded">A copy with smoothing folded into norms and weights.</param>
+/// <param name="Sites">Per layer, the q/k/v, o, gate/up and down transforms.</param>
+/// <param name="Windows">The calibration windows.</param>
+internal sealed record TransformedModel(FloatModelTensors Original, FloatModelTensors Folded, SiteTransform[,] Sites, int[][] Windows);

@@ -19,7 +19,8 @@ internal sealed class FakeQuantLinear(
     WeightScaleMode weightScales,
     bool quantizeWeights,
     ParallelRows parallel,
-    HessianAccumulator? hessian = null) : ILinear
+    HessianAccumulator? hessian = null,
+    bool quantizeActivations = true) : ILinear
 {
     private DenseLinear? _weights;
 
@@ -48,8 +49,11 @@ internal sealed class FakeQuantLinear(
                 }
             }
 
-            Mxfp4Codec.QuantizeRow(row, packed, scales, rule);
-            Mxfp4Codec.DequantizeRow(packed, scales, row);
+            if (quantizeActivations)
+            {
+                Mxfp4Codec.QuantizeRow(row, packed, scales, rule);
+                Mxfp4Codec.DequantizeRow(packed, scales, row);
+            }
         }
 
         hessian?.Add(x, n);

@@ -1,5 +1,6 @@
 using LocalMxfp4.Engine.Layers;
 using LocalMxfp4.Numerics.Mxfp4;
+using LocalMxfp4.Testing;
 
 namespace LocalMxfp4.Engine.Tests.W4A4;
 

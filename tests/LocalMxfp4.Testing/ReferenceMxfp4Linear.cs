@@ -1,14 +1,14 @@
 using LocalMxfp4.Engine.Layers;
 using LocalMxfp4.Numerics.Mxfp4;
 
-namespace LocalMxfp4.Engine.Tests.W4A4;
+namespace LocalMxfp4.Testing;
 
 /// <summary>
 /// The slow statement of a W4A4 linear layer: transform each input block (the same float64 block transform the
 /// engine uses), fake-quantize it with the float64 reference codec, dequantize weights and activations to float64,
 /// and take the float64 dot product. Shares no kernel code with <see cref="Mxfp4Linear"/>.
 /// </summary>
-internal sealed class ReferenceMxfp4Linear(Mxfp4Matrix weights, BlockTransform? transform, ScaleRule rule) : ILinear
+public sealed class ReferenceMxfp4Linear(Mxfp4Matrix weights, BlockTransform? transform, ScaleRule rule) : ILinear
 {
     public int InputSize => weights.Columns;
 
@@ -36,6 +36,7 @@ internal sealed class ReferenceMxfp4Linear(Mxfp4Matrix weights, BlockTransform? 
         }
     }
 
+    /// <summary>The transformed, fake-quantized activation row in float64.</summary>
     public double[] FakeQuantizedActivation(ReadOnlySpan<float> x)
     {
         int blocks = weights.Blocks;
