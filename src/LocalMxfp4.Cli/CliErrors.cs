@@ -17,7 +17,8 @@ internal static class CliErrors
         }
         catch (Exception e) when (e is ModelConfigException or ModelLoadException or SafetensorsFormatException
             or SafetensorsTensorNotFoundException or SafetensorsDTypeNotSupportedException or TokenizerLoadException
-            or ContextOverflowException or ArgumentOutOfRangeException or FileNotFoundException or DirectoryNotFoundException)
+            or ContextOverflowException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
+            or IOException or InvalidDataException or NotSupportedException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

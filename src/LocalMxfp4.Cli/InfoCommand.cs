@@ -34,7 +34,8 @@ internal static class InfoCommand
         Console.WriteLine($"embeddings   {(c.TieWordEmbeddings ? "tied lm_head" : "separate lm_head")}; bos {c.BosTokenId?.ToString(inv) ?? "-"}; eos [{string.Join(", ", c.EosTokenIds)}]");
         if (c.QuantizationConfig is { } q)
         {
-            Console.WriteLine($"quantization {q.GetRawText()}");
+            // One line, whatever the file's indentation.
+            Console.WriteLine($"quantization {System.Text.Json.JsonSerializer.Serialize(q)}");
         }
 
         LlmTokenizer tokenizer = LlmTokenizer.Load(dir.Directory);

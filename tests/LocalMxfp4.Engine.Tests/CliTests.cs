@@ -41,6 +41,39 @@ public class CliTests
     }
 
     [Fact]
+    public void QuantizeThenGenerateAndInfoTheQuantizedModel()
+    {
+        string dir = Directory.CreateTempSubdirectory("lmx-cli-q").FullName;
+        try
+        {
+            string output = Path.Combine(dir, "stories-hadamard");
+            (int code, string stdout, string stderr) = Lmx("quantize", "--model", Stories260KReference.ModelDirectory, "--out", output, "--method", "hadamard", "--scale-rule", "even");
+            Assert.True(code == 0, stderr);
+            Assert.Contains("hadamard, scale rule even", stdout);
+
+            (code, stdout, stderr) = Lmx("generate", "--model", output, "--temperature", "0", "--max-tokens", "20");
+            Assert.True(code == 0, stderr);
+            Assert.True(stdout.Trim().Length > 10, stdout);
+            Assert.Contains("mxfp4", stderr);
+
+            (code, stdout, stderr) = Lmx("info", "--model", output);
+            Assert.True(code == 0, stderr);
+            Assert.Contains("localmxfp4", stdout);
+            Assert.Contains("model.layers.0.mlp.down_proj.weight_blocks", stdout);
+
+            // Without calibration text, DuQuant++ cannot run: a one-line error, not a stack trace.
+            (code, _, stderr) = Lmx("quantize", "--model", Stories260KReference.ModelDirectory, "--out", Path.Combine(dir, "x"), "--method", "duquant");
+            Assert.Equal(2, code);
+            Assert.Contains("--calib", stderr);
+            Assert.False(Directory.Exists(Path.Combine(dir, "x")));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void BadModelGivesOneLineErrorAndExitCode2()
     {
         string dir = Directory.CreateTempSubdirectory("lmx-cli-bad").FullName;

@@ -75,6 +75,28 @@ internal static unsafe class Mxfp4DotKernels
         _ => DotScalar(packed, scales, act, exponents, blocks),
     };
 
+    /// <summary>
+    /// Two weight rows against one activation row: the activation group is loaded once for both rows, halving the
+    /// activation-side traffic that otherwise matches the weight stream byte for byte on long rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot2(Mxfp4KernelKind kind, byte* packed0, byte* packed1, byte* scales0, byte* scales1, sbyte* act, int* corrections, int* exponents, int blocks, out float result0, out float result1)
+    {
+        switch (kind)
+        {
+            case Mxfp4KernelKind.Avx512:
+                DotAvx512x2(packed0, packed1, scales0, scales1, act, corrections, exponents, blocks, out result0, out result1);
+                return;
+            case Mxfp4KernelKind.Avx2:
+                DotAvx2x2(packed0, packed1, scales0, scales1, act, corrections, exponents, blocks, out result0, out result1);
+                return;
+            default:
+                result0 = Dot(kind, packed0, scales0, act, corrections, exponents, blocks);
+                result1 = Dot(kind, packed1, scales1, act, corrections, exponents, blocks);
+                return;
+        }
+    }
+
     /// <summary>The exact integer sum of every block (<c>Σ int8a·int8w</c>), computed the way <paramref name="kind"/>'s dot product does.</summary>
     public static void BlockSums(Mxfp4KernelKind kind, byte* packed, sbyte* act, int* corrections, int blocks, int* sums)
     {
@@ -242,5 +264,88 @@ internal static unsafe class Mxfp4DotKernels
         }
 
         return Vector512.Sum(acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Avx512LanesShared(byte* packed, Vector512<sbyte> ae, Vector512<sbyte> ao, Vector512<int> corrections)
+    {
+        Vector256<byte> half = Vector256.Create(OffsetTable, OffsetTable);
+        Vector512<byte> table = Vector512.Create(half, half);
+        Vector512<byte> mask = Vector512.Create((byte)0x0F);
+        Vector512<byte> v = Vector512.Load(packed);
+        Vector512<byte> wl = Avx512BW.Shuffle(table, v & mask);
+        Vector512<byte> wh = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
+        Vector512<short> s16 = Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(wl, ae), Avx512BW.MultiplyAddAdjacent(wh, ao));
+        return Avx512F.Add(Avx512BW.MultiplyAddAdjacent(s16, Vector512.Create((short)1)), corrections);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Avx512Factor(byte* scales, Vector512<int> exponents)
+    {
+        Vector128<byte> spread = Vector128.Create((byte)0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        Vector128<byte> ew = Ssse3.Shuffle(Vector128.CreateScalarUnsafe(*(uint*)scales).AsByte(), spread);
+        Vector512<int> e = Avx512F.Add(Avx512F.ConvertToVector512Int32(ew), exponents);
+        e = Avx512F.Min(Avx512F.Max(e, Vector512<int>.Zero), Vector512.Create(254));
+        return Avx512F.ShiftLeftLogical(e, 23).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotAvx512x2(byte* packed0, byte* packed1, byte* scales0, byte* scales1, sbyte* act, int* corrections, int* exponents, int blocks, out float result0, out float result1)
+    {
+        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero;
+        for (int q = 0; q < blocks; q += 4)
+        {
+            Vector512<sbyte> ae = Vector512.Load(act + (q * 32));
+            Vector512<sbyte> ao = Vector512.Load(act + (q * 32) + 64);
+            Vector512<int> corr = Vector512.Load(corrections + (q * 4));
+            Vector512<int> exp = Vector512.Load(exponents + (q * 4));
+            Vector512<int> s0 = Avx512LanesShared(packed0 + (q * 16), ae, ao, corr);
+            Vector512<int> s1 = Avx512LanesShared(packed1 + (q * 16), ae, ao, corr);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0), Avx512Factor(scales0 + q, exp), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1), Avx512Factor(scales1 + q, exp), acc1);
+        }
+
+        result0 = Vector512.Sum(acc0);
+        result1 = Vector512.Sum(acc1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Avx2LanesShared(byte* packed, Vector256<sbyte> ae, Vector256<sbyte> ao, Vector256<int> corrections)
+    {
+        Vector256<byte> table = Vector256.Create(OffsetTable, OffsetTable);
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<byte> v = Avx.LoadVector256(packed);
+        Vector256<byte> wl = Avx2.Shuffle(table, v & mask);
+        Vector256<byte> wh = Avx2.Shuffle(table, Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
+        Vector256<short> s16 = Avx2.Add(Avx2.MultiplyAddAdjacent(wl, ae), Avx2.MultiplyAddAdjacent(wh, ao));
+        return Avx2.Add(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)), corrections);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Avx2Factor(byte* scales, Vector256<int> exponents)
+    {
+        Vector128<byte> spread = Vector128.Create((byte)0, 0, 0, 0, 1, 1, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80);
+        Vector128<byte> ew = Ssse3.Shuffle(Vector128.CreateScalarUnsafe(*(ushort*)scales).AsByte(), spread);
+        Vector256<int> e = Avx2.Add(Avx2.ConvertToVector256Int32(ew), exponents);
+        e = Avx2.Min(Avx2.Max(e, Vector256<int>.Zero), Vector256.Create(254));
+        return Avx2.ShiftLeftLogical(e, 23).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotAvx2x2(byte* packed0, byte* packed1, byte* scales0, byte* scales1, sbyte* act, int* corrections, int* exponents, int blocks, out float result0, out float result1)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        for (int p = 0; p < blocks; p += 2)
+        {
+            Vector256<sbyte> ae = Avx.LoadVector256(act + (p * 32));
+            Vector256<sbyte> ao = Avx.LoadVector256(act + (p * 32) + 32);
+            Vector256<int> corr = Avx.LoadVector256(corrections + (p * 4));
+            Vector256<int> exp = Avx.LoadVector256(exponents + (p * 4));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2LanesShared(packed0 + (p * 16), ae, ao, corr)), Avx2Factor(scales0 + p, exp), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2LanesShared(packed1 + (p * 16), ae, ao, corr)), Avx2Factor(scales1 + p, exp), acc1);
+        }
+
+        result0 = Vector256.Sum(acc0);
+        result1 = Vector256.Sum(acc1);
     }
 }

@@ -110,7 +110,20 @@ public sealed unsafe class Mxfp4Linear : ILinear
             Mxfp4KernelKind kernel = Kernel;
             _parallel.For(outSize, (long)rows * blocks * 32, (start, end) =>
             {
-                for (int o = start; o < end; o++)
+                int o = start;
+                for (; o + 1 < end; o += 2)
+                {
+                    byte* packed0 = p + ((long)o * blocks * 16);
+                    byte* scales0 = s + ((long)o * blocks);
+                    for (int t = 0; t < rows; t++)
+                    {
+                        Mxfp4DotKernels.Dot2(
+                            kernel, packed0, packed0 + (blocks * 16), scales0, scales0 + blocks, c + (t * blocks * 32), corr + (t * blocks * 4), exp + (t * blocks * 4), blocks,
+                            out y[(t * outSize) + o], out y[(t * outSize) + o + 1]);
+                    }
+                }
+
+                for (; o < end; o++)
                 {
                     byte* rowPacked = p + ((long)o * blocks * 16);
                     byte* rowScales = s + ((long)o * blocks);

@@ -135,6 +135,30 @@ public class Mxfp4LinearTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public unsafe void TwoRowKernelEqualsTheOneRowKernelBitForBit(Mxfp4KernelKind kind)
+    {
+        Assert.SkipUnless(Mxfp4DotKernels.IsSupported(kind), $"{kind} is not supported on this CPU");
+        var rng = new Random(21);
+        Mxfp4Matrix w = RandomWeights(rng, 2, 4096);
+        var linear = new Mxfp4Linear(w, null, ScaleRule.Even, new ParallelRows(1), kind);
+        Mxfp4Activations act = linear.QuantizeActivations(RandomActivations(rng, 4096), 1);
+        (byte[] packed, byte[] scales) = linear.PaddedWeightBytes;
+        int blocks = scales.Length / 2;
+        fixed (byte* p = packed)
+        fixed (byte* s = scales)
+        fixed (sbyte* c = act.Codes)
+        fixed (int* corr = act.Corrections)
+        fixed (int* exp = act.Exponents)
+        {
+            Mxfp4DotKernels.Dot2(kind, p, p + (blocks * 16), s, s + blocks, c, corr, exp, blocks, out float a, out float b);
+            Assert.Equal(Mxfp4DotKernels.Dot(kind, p, s, c, corr, exp, blocks), a);
+            Assert.Equal(Mxfp4DotKernels.Dot(kind, p + (blocks * 16), s + blocks, c, corr, exp, blocks), b);
+            Assert.NotEqual(0f, a);
+        }
+    }
+
     [Fact]
     public void NaNInputGivesNaNOutputNotNumbers()
     {
