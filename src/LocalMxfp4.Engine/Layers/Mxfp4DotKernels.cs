@@ -202,31 +202,17 @@ internal static unsafe class Mxfp4DotKernels
 
     /// <summary>Two blocks: 8 int32 lanes, lanes 0–3 summing to block 0's exact sum and 4–7 to block 1's.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Avx2Lanes(byte* packed, sbyte* act, int* corrections)
-    {
-        Vector256<byte> table = Vector256.Create(OffsetTable, OffsetTable);
-        Vector256<byte> mask = Vector256.Create((byte)0x0F);
-        Vector256<byte> v = Avx.LoadVector256(packed);
-        Vector256<byte> wl = Avx2.Shuffle(table, v & mask);
-        Vector256<byte> wh = Avx2.Shuffle(table, Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
-        Vector256<short> s16 = Avx2.Add(
-            Avx2.MultiplyAddAdjacent(wl, Avx.LoadVector256(act)),
-            Avx2.MultiplyAddAdjacent(wh, Avx.LoadVector256(act + 32)));
-        return Avx2.Add(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)), Avx.LoadVector256(corrections));
-    }
+    private static Vector256<int> Avx2Lanes(byte* packed, sbyte* act, int* corrections) =>
+        Avx2LanesShared(packed, Avx.LoadVector256(act), Avx.LoadVector256(act + 32), Avx.LoadVector256(corrections));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float DotAvx2(byte* packed, byte* scales, sbyte* act, int* corrections, int* exponents, int blocks)
     {
-        Vector128<byte> spread = Vector128.Create((byte)0, 0, 0, 0, 1, 1, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80);
         Vector256<float> acc = Vector256<float>.Zero;
         for (int p = 0; p < blocks; p += 2)
         {
             Vector256<int> sums = Avx2Lanes(packed + (p * 16), act + (p * 32), corrections + (p * 4));
-            Vector128<byte> ew = Ssse3.Shuffle(Vector128.CreateScalarUnsafe(*(ushort*)(scales + p)).AsByte(), spread);
-            Vector256<int> e = Avx2.Add(Avx2.ConvertToVector256Int32(ew), Avx.LoadVector256(exponents + (p * 4)));
-            e = Avx2.Min(Avx2.Max(e, Vector256<int>.Zero), Vector256.Create(254));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Avx2.ShiftLeftLogical(e, 23).AsSingle(), acc);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Avx2Factor(scales + p, Avx.LoadVector256(exponents + (p * 4))), acc);
         }
 
         return Vector256.Sum(acc);
@@ -234,33 +220,17 @@ internal static unsafe class Mxfp4DotKernels
 
     /// <summary>Four blocks: 16 int32 lanes, lanes 4k–4k+3 summing to block k's exact sum.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Avx512Lanes(byte* packed, sbyte* act, int* corrections)
-    {
-        Vector256<byte> half = Vector256.Create(OffsetTable, OffsetTable);
-        Vector512<byte> table = Vector512.Create(half, half);
-        Vector512<byte> mask = Vector512.Create((byte)0x0F);
-        Vector512<byte> v = Vector512.Load(packed);
-        Vector512<byte> wl = Avx512BW.Shuffle(table, v & mask);
-        Vector512<byte> wh = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
-        Vector512<short> s16 = Avx512BW.Add(
-            Avx512BW.MultiplyAddAdjacent(wl, Vector512.Load(act)),
-            Avx512BW.MultiplyAddAdjacent(wh, Vector512.Load(act + 64)));
-        return Avx512F.Add(Avx512BW.MultiplyAddAdjacent(s16, Vector512.Create((short)1)), Vector512.Load(corrections));
-    }
+    private static Vector512<int> Avx512Lanes(byte* packed, sbyte* act, int* corrections) =>
+        Avx512LanesShared(packed, Vector512.Load(act), Vector512.Load(act + 64), Vector512.Load(corrections));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float DotAvx512(byte* packed, byte* scales, sbyte* act, int* corrections, int* exponents, int blocks)
     {
-        Vector128<byte> spread = Vector128.Create((byte)0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         Vector512<float> acc = Vector512<float>.Zero;
-        Vector512<int> max = Vector512.Create(254);
         for (int q = 0; q < blocks; q += 4)
         {
             Vector512<int> sums = Avx512Lanes(packed + (q * 16), act + (q * 32), corrections + (q * 4));
-            Vector128<byte> ew = Ssse3.Shuffle(Vector128.CreateScalarUnsafe(*(uint*)(scales + q)).AsByte(), spread);
-            Vector512<int> e = Avx512F.Add(Avx512F.ConvertToVector512Int32(ew), Vector512.Load(exponents + (q * 4)));
-            e = Avx512F.Min(Avx512F.Max(e, Vector512<int>.Zero), max);
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Avx512F.ShiftLeftLogical(e, 23).AsSingle(), acc);
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Avx512Factor(scales + q, Vector512.Load(exponents + (q * 4))), acc);
         }
 
         return Vector512.Sum(acc);

@@ -22,32 +22,32 @@ public static class FloatModelLoader
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(config);
-        var reader = new TensorReader(checkpoint);
+        var reader = new CheckpointTensorReader(checkpoint);
         int hidden = config.HiddenSize, inner = config.IntermediateSize;
-        float[] embedding = reader.Read(LlamaTensorNames.Embedding, config.VocabularySize, hidden);
+        float[] embedding = reader.Float(LlamaTensorNames.Embedding, config.VocabularySize, hidden);
         var layers = new FloatLayerTensors[config.LayerCount];
         for (int i = 0; i < config.LayerCount; i++)
         {
             LayerTensorNames n = LlamaTensorNames.Layer(i);
             layers[i] = new FloatLayerTensors
             {
-                AttentionNorm = reader.Read(n.InputNorm, hidden),
-                Query = reader.Read(n.Query, config.QueryWidth, hidden),
-                Key = reader.Read(n.Key, config.KeyValueWidth, hidden),
-                Value = reader.Read(n.Value, config.KeyValueWidth, hidden),
-                Output = reader.Read(n.Output, hidden, config.QueryWidth),
-                MlpNorm = reader.Read(n.PostAttentionNorm, hidden),
-                Gate = reader.Read(n.Gate, inner, hidden),
-                Up = reader.Read(n.Up, inner, hidden),
-                Down = reader.Read(n.Down, hidden, inner),
+                AttentionNorm = reader.Float(n.InputNorm, hidden),
+                Query = reader.Float(n.Query, config.QueryWidth, hidden),
+                Key = reader.Float(n.Key, config.KeyValueWidth, hidden),
+                Value = reader.Float(n.Value, config.KeyValueWidth, hidden),
+                Output = reader.Float(n.Output, hidden, config.QueryWidth),
+                MlpNorm = reader.Float(n.PostAttentionNorm, hidden),
+                Gate = reader.Float(n.Gate, inner, hidden),
+                Up = reader.Float(n.Up, inner, hidden),
+                Down = reader.Float(n.Down, hidden, inner),
             };
         }
 
-        float[] finalNorm = reader.Read(LlamaTensorNames.FinalNorm, hidden);
+        float[] finalNorm = reader.Float(LlamaTensorNames.FinalNorm, hidden);
         float[]? lmHead = null;
         if (checkpoint.TryGetTensor(LlamaTensorNames.LmHead, out _))
         {
-            lmHead = reader.Read(LlamaTensorNames.LmHead, config.VocabularySize, hidden);
+            lmHead = reader.Float(LlamaTensorNames.LmHead, config.VocabularySize, hidden);
         }
         else if (!config.TieWordEmbeddings)
         {
@@ -65,29 +65,5 @@ public static class FloatModelLoader
         var parallel = new ParallelRows(threads);
         using SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint.Open(dir.Weights);
         return new CpuEngine(Load(checkpoint, config, parallel), parallel);
-    }
-
-    private sealed class TensorReader(SafetensorsCheckpoint checkpoint)
-    {
-        public float[] Read(string name, params int[] shape)
-        {
-            if (!checkpoint.TryGetTensor(name, out TensorInfo info))
-            {
-                throw new ModelLoadException(checkpoint.Path, name, "missing from the checkpoint.");
-            }
-
-            if (info.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
-            {
-                throw new ModelLoadException(info.FilePath, name, $"dtype {SafetensorsDTypes.ToName(info.DType)} is not a float type (F32, F16, BF16).");
-            }
-
-            if (info.Shape.Count != shape.Length || !info.Shape.Select(d => d).SequenceEqual(shape.Select(d => (long)d)))
-            {
-                throw new ModelLoadException(info.FilePath, name, $"shape [{string.Join(", ", info.Shape)}] does not match config.json, which implies [{string.Join(", ", shape)}].");
-            }
-
-            return checkpoint.ReadSingle(name);
-        }
-
     }
 }

@@ -73,17 +73,9 @@ public static class QuantizedModelReader
 
     private sealed class Reader(SafetensorsCheckpoint checkpoint)
     {
-        public float[] Float(string name, params int[] shape)
-        {
-            TensorInfo info = Get(name);
-            if (info.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
-            {
-                throw new ModelLoadException(info.FilePath, name, $"dtype {SafetensorsDTypes.ToName(info.DType)} is not a float type (F32, F16, BF16).");
-            }
+        private readonly CheckpointTensorReader _floats = new(checkpoint);
 
-            ExpectShape(info, shape.Select(d => (long)d).ToArray());
-            return checkpoint.ReadSingle(name);
-        }
+        public float[] Float(string name, params int[] shape) => _floats.Float(name, shape);
 
         public Mxfp4Matrix Matrix(string weightName, int rows, int columns)
         {
@@ -133,8 +125,7 @@ public static class QuantizedModelReader
             return new InputTransform(m, blocks);
         }
 
-        private TensorInfo Get(string name) =>
-            checkpoint.TryGetTensor(name, out TensorInfo info) ? info : throw new ModelLoadException(checkpoint.Path, name, "missing from the quantized model.");
+        private TensorInfo Get(string name) => _floats.Get(name);
 
         private static void ExpectU8(TensorInfo info)
         {
@@ -144,12 +135,6 @@ public static class QuantizedModelReader
             }
         }
 
-        private static void ExpectShape(TensorInfo info, long[] shape)
-        {
-            if (!info.Shape.SequenceEqual(shape))
-            {
-                throw new ModelLoadException(info.FilePath, info.Name, $"shape [{string.Join(", ", info.Shape)}] does not match config.json, which implies [{string.Join(", ", shape)}].");
-            }
-        }
+        private static void ExpectShape(TensorInfo info, long[] shape) => CheckpointTensorReader.ExpectShape(info, shape);
     }
 }
