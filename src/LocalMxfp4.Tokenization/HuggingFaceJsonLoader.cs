@@ -50,9 +50,10 @@ internal static class HuggingFaceJsonLoader
         int baseSize = 0;
         foreach (var (_, id) in vocab)
         {
-            if (id < 0)
+            if (id < 0 || id >= TiktokenLoader.MaxRank)
             {
-                throw new TokenizerLoadException($"vocabulary id {id} is negative.", path);
+                // Ids size the token table, so an absurd id would be an absurd allocation.
+                throw new TokenizerLoadException($"vocabulary id {id} is outside [0, {TiktokenLoader.MaxRank}).", path);
             }
 
             baseSize = Math.Max(baseSize, id + 1);
@@ -338,6 +339,11 @@ internal static class HuggingFaceJsonLoader
                 || !token.TryGetProperty("content", out JsonElement content) || content.ValueKind != JsonValueKind.String)
             {
                 throw new TokenizerLoadException("an added_tokens entry lacks an integer 'id' or a string 'content'.", path);
+            }
+
+            if (tokenId < 0 || tokenId >= TiktokenLoader.MaxRank)
+            {
+                throw new TokenizerLoadException($"added_tokens id {tokenId} is outside [0, {TiktokenLoader.MaxRank}).", path);
             }
 
             bool special = token.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;

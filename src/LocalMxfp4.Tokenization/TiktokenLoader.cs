@@ -7,7 +7,7 @@ namespace LocalMxfp4.Tokenization;
 internal static class TiktokenLoader
 {
     // Far above any real vocabulary; stops a corrupt rank from allocating gigabytes.
-    private const int MaxRank = 1 << 24;
+    internal const int MaxRank = 1 << 24;
 
     public static LlmTokenizer Load(string path, IReadOnlyDictionary<string, int>? specialTokens, string? pattern)
     {

@@ -53,7 +53,7 @@ internal sealed class TokenizerConfig
             {
                 foreach (JsonProperty entry in added.EnumerateObject())
                 {
-                    if (!int.TryParse(entry.Name, out int id) || id < 0)
+                    if (!int.TryParse(entry.Name, System.Globalization.CultureInfo.InvariantCulture, out int id) || id < 0 || id >= TiktokenLoader.MaxRank)
                     {
                         throw new TokenizerLoadException($"added_tokens_decoder key '{entry.Name}' is not a token id.", path);
                     }

@@ -81,6 +81,16 @@ public class SamplerTests
     }
 
     [Theory]
+    [InlineData(0f)]
+    [InlineData(0.8f)]
+    public void NonFiniteLogitsAreATypedErrorNotAHangOrTokenZero(float temperature)
+    {
+        var s = new Sampler(new SamplingOptions { Temperature = temperature, TopP = 0.9f, Seed = 1 });
+        Assert.Throws<NonFiniteLogitsException>(() => s.Sample(new[] { 1f, float.NaN, 2f }, []));
+        Assert.Throws<NonFiniteLogitsException>(() => s.Sample(new[] { 1f, float.PositiveInfinity }, []));
+    }
+
+    [Theory]
     [InlineData(-1f, 0, 1f, 1f)]
     [InlineData(1f, -1, 1f, 1f)]
     [InlineData(1f, 0, 0f, 1f)]

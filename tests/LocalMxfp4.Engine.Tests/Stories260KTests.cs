@@ -88,6 +88,29 @@ public class Stories260KTests
         Assert.Equal(tokens.Length, session.Position);
     }
 
+    [Fact]
+    public void ChunkedPrefillOfALongPromptEqualsDecodingItTokenByToken()
+    {
+        using IInferenceEngine engine = FloatModelLoader.LoadEngine(Weights("model.safetensors"));
+        int vocab = engine.Config.VocabularySize;
+        var rng = new Random(3);
+        int[] tokens = [1, .. Enumerable.Range(0, 299).Select(_ => rng.Next(3, vocab))];
+        var all = new float[tokens.Length * vocab];
+        using (IInferenceSession prefill = engine.CreateSession(512))
+        {
+            prefill.ForwardAll(tokens, all); // crosses the 256-token chunk boundary
+        }
+
+        using IInferenceSession session = engine.CreateSession(512);
+        var step = new float[vocab];
+        foreach (int t in new[] { 0, 255, 256, 257, 299 })
+        {
+            session.Rewind(0);
+            session.Forward(tokens.AsSpan(0, t + 1), step);
+            AssertRelative(all.AsSpan(t * vocab, vocab).ToArray(), step, 1e-5);
+        }
+    }
+
     internal static double MeanNll(float[] logits, int[] tokens, int vocab)
     {
         double total = 0;

@@ -86,6 +86,19 @@ public sealed class BadQuantizedModelTests : IClassFixture<QuantizedRtnFixture>,
         Assert.Contains("element 5", e.Message);
     }
 
+    [Fact]
+    public void TransformsMissingFromARotatedModel()
+    {
+        // Claim the RTN weights were Hadamard-rotated: the reader must demand the transforms instead of running wrong.
+        string path = Path.Combine(_dir, "config.json");
+        JsonNode config = JsonNode.Parse(File.ReadAllText(path))!;
+        config["quantization_config"]!["method"] = "hadamard";
+        File.WriteAllText(path, config.ToJsonString());
+        var e = Assert.Throws<ModelLoadException>(() => QuantizedModelReader.Read(_dir));
+        Assert.Equal(QuantizedTensorNames.QkvTransform(0), e.TensorName);
+        Assert.Contains("hadamard", e.Message);
+    }
+
     [Theory]
     [InlineData("method", "\"magic\"", "quantization_config.method")]
     [InlineData("block_size", "16", "quantization_config.block_size")]

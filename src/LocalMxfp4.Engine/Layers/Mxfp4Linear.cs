@@ -32,6 +32,13 @@ public sealed unsafe class Mxfp4Linear : ILinear
             throw new ArgumentException($"The input transform covers {transform.Blocks} blocks but the weights have {weights.Blocks}.", nameof(transform));
         }
 
+        int nan = Array.IndexOf(weights.Scales, E8M0.NaN);
+        if (nan >= 0)
+        {
+            // The kernels clamp the scale exponent, so a NaN scale would silently become a huge finite weight.
+            throw new ArgumentException($"Weight scale byte 0xFF (NaN) at row {nan / weights.Blocks}, block {nan % weights.Blocks}; MXFP4 weights must have finite scales.", nameof(weights));
+        }
+
         Kernel = kernel ?? Mxfp4DotKernels.Best;
         if (!Mxfp4DotKernels.IsSupported(Kernel))
         {

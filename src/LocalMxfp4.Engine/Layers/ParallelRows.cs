@@ -68,15 +68,26 @@ public sealed class ParallelRows : IDisposable
                 Monitor.PulseAll(_gate);
             }
 
-            RunChunk(0);
-            // Spin, then yield: if another process holds the other core, burning this one would starve the worker.
+            ExceptionDispatchInfo? own = null;
+            try
+            {
+                RunChunk(0);
+            }
+            catch (Exception e)
+            {
+                own = ExceptionDispatchInfo.Capture(e);
+            }
+
+            // Always wait for every worker, even when this thread's chunk failed: the caller's pinned buffers must
+            // outlive every write into them. Spin then yield, never sleep (a 1 ms sleep per call would dominate decode).
             var spin = default(SpinWait);
             while (Volatile.Read(ref _pending) != 0)
             {
-                spin.SpinOnce();
+                spin.SpinOnce(sleep1Threshold: -1);
             }
 
             _job = null;
+            own?.Throw();
             _failure?.Throw();
         }
         finally
@@ -91,6 +102,12 @@ public sealed class ParallelRows : IDisposable
         if (_disposed)
         {
             return;
+        }
+
+        // Take the pool for good: a call in flight finishes first, and later calls run inline.
+        while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            Thread.Yield();
         }
 
         _disposed = true;

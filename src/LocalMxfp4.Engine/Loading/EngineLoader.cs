@@ -35,9 +35,11 @@ public static class EngineLoader
     public static IInferenceEngine Load(string path, EngineLoadOptions? options = null)
     {
         options ??= new EngineLoadOptions();
-        if (options.Backend == EngineBackend.Cuda)
+        // Cuda: the accelerated engine or AcceleratorUnavailableException; Auto: it when it can run, else the CPU
+        // (AcceleratorBackends.LastFallbackReason says why).
+        if (AcceleratorBackends.TryLoad(path, options) is IInferenceEngine accelerated)
         {
-            throw new NotSupportedException("The CUDA backend is not part of this build yet; use Backend = Cpu or Auto.");
+            return accelerated;
         }
 
         return LocalMxfp4.Models.Quantized.QuantizedModelReader.IsQuantized(path)

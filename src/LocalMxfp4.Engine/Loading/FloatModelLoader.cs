@@ -63,7 +63,15 @@ public static class FloatModelLoader
         ModelDirectory dir = ModelDirectory.Resolve(path);
         LlamaConfig config = dir.LoadConfig();
         var parallel = new ParallelRows(threads);
-        using SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint.Open(dir.Weights);
-        return new CpuEngine(Load(checkpoint, config, parallel), parallel);
+        try
+        {
+            using SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint.Open(dir.Weights);
+            return new CpuEngine(Load(checkpoint, config, parallel), parallel);
+        }
+        catch
+        {
+            parallel.Dispose(); // a failed load must not leave worker threads behind
+            throw;
+        }
     }
 }

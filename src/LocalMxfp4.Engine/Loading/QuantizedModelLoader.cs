@@ -13,7 +13,15 @@ public static class QuantizedModelLoader
     {
         QuantizedModel model = QuantizedModelReader.Read(path);
         var parallel = new ParallelRows(threads);
-        return new CpuEngine(Build(model, parallel, kernel), parallel, "mxfp4", "mxfp4");
+        try
+        {
+            return new CpuEngine(Build(model, parallel, kernel), parallel, "mxfp4", "mxfp4");
+        }
+        catch
+        {
+            parallel.Dispose(); // a failed load must not leave worker threads behind
+            throw;
+        }
     }
 
     /// <summary>The W4A4 layers of <paramref name="model"/>: each projection an <see cref="Mxfp4Linear"/> with its site's online transform.</summary>

@@ -30,6 +30,14 @@ public sealed class Sampler
     /// </remarks>
     public int Sample(Span<float> logits, ReadOnlySpan<int> context)
     {
+        // NaN or ±Inf logits (a broken checkpoint, or W4A4 meeting a non-finite activation) have no distribution to
+        // sample; picking "token 0" would hide the fault.
+        float largest = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        if (!float.IsFinite(largest) || float.IsNaN(System.Numerics.Tensors.TensorPrimitives.Min(logits)))
+        {
+            throw new NonFiniteLogitsException();
+        }
+
         ApplyPenalties(logits, context);
         if (_options.Temperature == 0)
         {
@@ -204,7 +212,7 @@ public sealed class Sampler
                 }
             }
 
-            if (mass >= topP * total || cutoff == 0 || n == p.Length)
+            if (mass >= topP * total || !(cutoff > 0) || n == p.Length)
             {
                 return n;
             }
@@ -243,3 +251,7 @@ public sealed class Sampler
         }
     }
 }
+
+/// <summary>The model produced NaN or infinite logits, so there is nothing to sample from.</summary>
+public sealed class NonFiniteLogitsException()
+    : InvalidOperationException("The model produced non-finite logits (NaN or ±Inf): the weights or an activation overflowed; no token can be sampled.");

@@ -18,6 +18,8 @@ public sealed class TransformerSession : IInferenceSession
     private readonly RotaryEmbedding _rope;
     private readonly ParallelRows _parallel;
     private readonly KvCache _cache;
+    private LayerBuffers? _buffers;
+    private float[]? _hidden;
     private bool _disposed;
 
     /// <summary>Creates a session with an empty KV cache of <paramref name="contextLength"/> positions.</summary>
@@ -92,26 +94,59 @@ public sealed class TransformerSession : IInferenceSession
             throw new ContextOverflowException(Position, n, ContextLength);
         }
 
-        int hidden = _c.HiddenSize;
-        var x = new float[n * hidden];
-        for (int t = 0; t < n; t++)
+        // Long prompts run in chunks: activations and scratch stay bounded by the chunk, not the prompt.
+        int hidden = _c.HiddenSize, vocab = _c.VocabularySize;
+        for (int start = 0; start < n; start += PrefillChunk)
         {
-            int id = tokens[t];
-            if ((uint)id >= (uint)_c.VocabularySize)
+            int count = Math.Min(PrefillChunk, n - start);
+            bool last = start + count == n;
+            float[] x = Hidden(count);
+            for (int t = 0; t < count; t++)
             {
-                throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id outside the vocabulary [0, {_c.VocabularySize}).");
+                int id = tokens[start + t];
+                if ((uint)id >= (uint)vocab)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id outside the vocabulary [0, {vocab}).");
+                }
+
+                _w.Embedding.AsSpan(id * hidden, hidden).CopyTo(x.AsSpan(t * hidden));
             }
 
-            _w.Embedding.AsSpan(id * hidden, hidden).CopyTo(x.AsSpan(t * hidden));
+            RunLayers(x, count);
+            if (allPositions || last)
+            {
+                int first = allPositions ? 0 : count - 1;
+                int rows = count - first;
+                LayerBuffers b = Buffers(count);
+                RmsNorm.Apply(x.AsSpan(first * hidden, rows * hidden), _w.FinalNorm, b.Normed, rows, _c.RmsNormEpsilon);
+                _w.LmHead.Forward(b.Normed, allPositions ? logits[(start * vocab)..] : logits, rows);
+            }
+
+            Position += count;
+        }
+    }
+
+    /// <summary>Tokens per prefill chunk.</summary>
+    public const int PrefillChunk = 256;
+
+    private float[] Hidden(int n)
+    {
+        if (_hidden is null || _hidden.Length < n * _c.HiddenSize)
+        {
+            _hidden = new float[n * _c.HiddenSize];
         }
 
-        RunLayers(x, n);
-        int first = allPositions ? 0 : n - 1;
-        int rows = n - first;
-        var normed = new float[rows * hidden];
-        RmsNorm.Apply(x.AsSpan(first * hidden), _w.FinalNorm, normed, rows, _c.RmsNormEpsilon);
-        _w.LmHead.Forward(normed, logits, rows);
-        Position += n;
+        return _hidden;
+    }
+
+    private LayerBuffers Buffers(int n)
+    {
+        if (_buffers is null || _buffers.Rows < n)
+        {
+            _buffers = new LayerBuffers(_c, n);
+        }
+
+        return _buffers;
     }
 
     /// <summary>
@@ -133,13 +168,23 @@ public sealed class TransformerSession : IInferenceSession
             throw new ContextOverflowException(Position, tokens, ContextLength);
         }
 
-        RunLayers(hidden, tokens);
-        Position += tokens;
+        for (int start = 0; start < tokens; start += PrefillChunk)
+        {
+            int count = Math.Min(PrefillChunk, tokens - start);
+            float[] chunk = start == 0 && count == tokens ? hidden : hidden.AsSpan(start * _c.HiddenSize, count * _c.HiddenSize).ToArray();
+            RunLayers(chunk, count);
+            if (!ReferenceEquals(chunk, hidden))
+            {
+                chunk.CopyTo(hidden, start * _c.HiddenSize);
+            }
+
+            Position += count;
+        }
     }
 
     private void RunLayers(float[] x, int n)
     {
-        var buffers = new LayerBuffers(_c, n);
+        LayerBuffers buffers = Buffers(n);
         for (int l = 0; l < _c.LayerCount; l++)
         {
             Attention(l, x, buffers, n);
@@ -177,7 +222,7 @@ public sealed class TransformerSession : IInferenceSession
         // One work item per (token, head); token t sees positions [0, start + t].
         _parallel.For(n * heads, (long)(start + n) * headDim * 2, (from, to) =>
         {
-            float[] scores = new float[start + n];
+            float[] scores = System.Buffers.ArrayPool<float>.Shared.Rent(start + n);
             for (int item = from; item < to; item++)
             {
                 int t = item / heads, h = item % heads;
@@ -205,10 +250,12 @@ public sealed class TransformerSession : IInferenceSession
                     TensorPrimitives.MultiplyAdd(values.AsSpan((p * kvWidth) + (kvHead * headDim), headDim), s[p], outHead, outHead);
                 }
             }
+
+            System.Buffers.ArrayPool<float>.Shared.Return(scores);
         });
 
         lw.Output.Forward(attn, b.Projected, n);
-        TensorPrimitives.Add(x, b.Projected.AsSpan(0, n * hidden), x);
+        TensorPrimitives.Add(x.AsSpan(0, n * hidden), b.Projected.AsSpan(0, n * hidden), x.AsSpan(0, n * hidden));
     }
 
     private void Mlp(int layer, float[] x, LayerBuffers b, int n)
@@ -224,12 +271,14 @@ public sealed class TransformerSession : IInferenceSession
         TensorPrimitives.Multiply(gate, b.Scratch.AsSpan(0, n * inner), gate);
         TensorPrimitives.Multiply(gate, b.Up.AsSpan(0, n * inner), gate);
         lw.Down.Forward(b.Gate, b.Projected, n);
-        TensorPrimitives.Add(x, b.Projected.AsSpan(0, n * hidden), x);
+        TensorPrimitives.Add(x.AsSpan(0, n * hidden), b.Projected.AsSpan(0, n * hidden), x.AsSpan(0, n * hidden));
     }
 
     /// <summary>Activations of one call, reused across layers.</summary>
     private sealed class LayerBuffers(LlamaConfig c, int n)
     {
+        public int Rows { get; } = n;
+
         public float[] Normed { get; } = new float[n * c.HiddenSize];
 
         public float[] Q { get; } = new float[n * c.QueryWidth];

@@ -57,6 +57,7 @@ public static class QuantizedModelReader
                 r.Transform(QuantizedTensorNames.DownTransform(i), inner));
         }
 
+        RequireTransforms(quantization, layers, checkpoint.Path);
         float[] finalNorm = r.Float(LlamaTensorNames.FinalNorm, hidden);
         float[]? lmHead = null;
         if (checkpoint.TryGetTensor(LlamaTensorNames.LmHead, out _))
@@ -69,6 +70,41 @@ public static class QuantizedModelReader
         }
 
         return new QuantizedModel(config, quantization, embedding, layers, finalNorm, lmHead);
+    }
+
+    /// <summary>
+    /// Weights were rotated (and smoothed) offline, so a missing transform would run silently wrong: every site must
+    /// have one unless the model is plain RTN, and with smoothing the o_proj transform must be per block (it carries
+    /// the divisor).
+    /// </summary>
+    private static void RequireTransforms(QuantizationConfig q, QuantizedLayer[] layers, string path)
+    {
+        if (q.Method == TransformMethod.Rtn && q.SmoothingAlpha == 0)
+        {
+            return;
+        }
+
+        for (int i = 0; i < layers.Length; i++)
+        {
+            QuantizedLayer l = layers[i];
+            (InputTransform? t, string name)[] sites =
+            [
+                (l.QkvTransform, QuantizedTensorNames.QkvTransform(i)), (l.OutputTransform, QuantizedTensorNames.OutputTransform(i)),
+                (l.GateUpTransform, QuantizedTensorNames.GateUpTransform(i)), (l.DownTransform, QuantizedTensorNames.DownTransform(i)),
+            ];
+            foreach ((InputTransform? t, string name) in sites)
+            {
+                if (t is null)
+                {
+                    throw new ModelLoadException(path, name, $"missing, but the model was quantized with method {QuantizationConfig.Name(q.Method)} (α {q.SmoothingAlpha}); its weights expect this transform.");
+                }
+            }
+
+            if (q.SmoothingAlpha > 0 && l.OutputTransform!.IsShared)
+            {
+                throw new ModelLoadException(path, QuantizedTensorNames.OutputTransform(i), "is one shared [32, 32] matrix, but with smoothing the o_proj input transform must be per block (it carries the smoothing divisor).");
+            }
+        }
     }
 
     private sealed class Reader(SafetensorsCheckpoint checkpoint)

@@ -173,6 +173,15 @@ public class Mxfp4LinearTests
     }
 
     [Fact]
+    public void NaNWeightScaleIsRejected()
+    {
+        Mxfp4Matrix w = RandomWeights(new Random(6), 4, 64);
+        w.Scales[5] = E8M0.NaN;
+        var e = Assert.Throws<ArgumentException>(() => new Mxfp4Linear(w, null, ScaleRule.Floor, new ParallelRows(1)));
+        Assert.Contains("row 2, block 1", e.Message);
+    }
+
+    [Fact]
     public void TransformMustCoverTheWeightBlocks()
     {
         var rng = new Random(4);
