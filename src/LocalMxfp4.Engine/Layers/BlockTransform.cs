@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 namespace LocalMxfp4.Engine.Layers;
 
 /// <summary>
@@ -44,22 +45,32 @@ public sealed class BlockTransform
     public ReadOnlySpan<float> Matrix(int block) => IsShared ? _matrices : _matrices.AsSpan(block * Size * Size, Size * Size);
 
     /// <summary>
-    /// Transforms one 32-element block, <c>y = x · M_b</c>, accumulating in float64 in a fixed order and rounding once:
-    /// the result does not depend on SIMD width, so the quantization that follows is reproducible bit for bit.
+    /// Transforms one 32-element block, <c>y = x · M_b</c>, accumulating in float64 in a fixed order and rounding once.
+    /// Each output is <c>((x₀·m₀ⱼ) + x₁·m₁ⱼ) + …</c> with separate multiplies and adds (never fused), so the vector
+    /// and scalar paths — and any other backend that follows this rule — produce the same bits, and the MXFP4
+    /// quantization that follows is reproducible.
     /// </summary>
     public void Apply(int block, ReadOnlySpan<float> x, Span<float> y)
     {
         ReadOnlySpan<float> m = Matrix(block);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ApplyVector256(m, x, y);
+        }
+        else
+        {
+            ApplyScalar(m, x, y);
+        }
+    }
+
+    /// <summary>The plain loop the vector path must equal bit for bit.</summary>
+    internal static void ApplyScalar(ReadOnlySpan<float> m, ReadOnlySpan<float> x, Span<float> y)
+    {
         Span<double> sum = stackalloc double[Size];
         sum.Clear();
         for (int i = 0; i < Size; i++)
         {
             double xi = x[i];
-            if (xi == 0)
-            {
-                continue;
-            }
-
             ReadOnlySpan<float> row = m.Slice(i * Size, Size);
             for (int j = 0; j < Size; j++)
             {
@@ -71,5 +82,39 @@ public sealed class BlockTransform
         {
             y[j] = (float)sum[j];
         }
+    }
+
+    internal static void ApplyVector256(ReadOnlySpan<float> m, ReadOnlySpan<float> x, Span<float> y)
+    {
+        var s0 = Vector256<double>.Zero;
+        var s1 = s0;
+        var s2 = s0;
+        var s3 = s0;
+        var s4 = s0;
+        var s5 = s0;
+        var s6 = s0;
+        var s7 = s0;
+        for (int i = 0; i < Size; i++)
+        {
+            var xi = Vector256.Create((double)x[i]);
+            ReadOnlySpan<float> row = m.Slice(i * Size, Size);
+            (var a0, var a1) = Vector256.Widen(Vector256.Create(row[..8]));
+            (var a2, var a3) = Vector256.Widen(Vector256.Create(row.Slice(8, 8)));
+            (var a4, var a5) = Vector256.Widen(Vector256.Create(row.Slice(16, 8)));
+            (var a6, var a7) = Vector256.Widen(Vector256.Create(row.Slice(24, 8)));
+            s0 += xi * a0;
+            s1 += xi * a1;
+            s2 += xi * a2;
+            s3 += xi * a3;
+            s4 += xi * a4;
+            s5 += xi * a5;
+            s6 += xi * a6;
+            s7 += xi * a7;
+        }
+
+        Vector256.Narrow(s0, s1).CopyTo(y);
+        Vector256.Narrow(s2, s3).CopyTo(y[8..]);
+        Vector256.Narrow(s4, s5).CopyTo(y[16..]);
+        Vector256.Narrow(s6, s7).CopyTo(y[24..]);
     }
 }

@@ -86,13 +86,28 @@ public sealed unsafe class Mxfp4Linear : ILinear
     /// <inheritdoc />
     public void Forward(ReadOnlySpan<float> input, Span<float> output, int rows)
     {
-        int inSize = InputSize, outSize = OutputSize;
-        if (input.Length < rows * inSize || output.Length < rows * outSize)
+        if (input.Length < rows * InputSize)
         {
-            throw new ArgumentException($"Expected [{rows}, {inSize}] in and [{rows}, {outSize}] out.");
+            throw new ArgumentException($"Expected [{rows}, {InputSize}] in.", nameof(input));
         }
 
-        Mxfp4Activations act = QuantizeActivations(input, rows);
+        Forward(QuantizeActivations(input, rows), output, rows);
+    }
+
+    /// <summary>True when <paramref name="other"/> quantizes its input exactly as this layer does (same transform object, rule, kernel, width).</summary>
+    public bool SharesInputWith(Mxfp4Linear other) =>
+        other is not null && ReferenceEquals(Transform, other.Transform) && ActivationRule == other.ActivationRule
+        && Kernel == other.Kernel && InputSize == other.InputSize && _paddedBlocks == other._paddedBlocks;
+
+    /// <summary>Multiplies already-quantized activations (from this layer or one it <see cref="SharesInputWith"/>).</summary>
+    internal void Forward(Mxfp4Activations act, Span<float> output, int rows)
+    {
+        int outSize = OutputSize;
+        if (output.Length < rows * outSize)
+        {
+            throw new ArgumentException($"Expected [{rows}, {outSize}] out.", nameof(output));
+        }
+
         if (act.HasNonFinite)
         {
             // A NaN or infinity upstream makes the whole product meaningless; say so instead of returning numbers.

@@ -29,19 +29,24 @@ public static class QuantizedModelLoader
     {
         ArgumentNullException.ThrowIfNull(model);
         ScaleRule rule = model.Quantization.ActivationScaleRule;
-        ILinear Linear(Mxfp4Matrix m, InputTransform? t) =>
-            new Mxfp4Linear(m, t is null ? null : new BlockTransform(t.Matrices, t.Blocks), rule, parallel, kernel);
+        ILinear Linear(Mxfp4Matrix m, BlockTransform? t) => new Mxfp4Linear(m, t, rule, parallel, kernel);
+        static BlockTransform? Transform(InputTransform? t) => t is null ? null : new BlockTransform(t.Matrices, t.Blocks);
 
-        var layers = model.Layers.Select(l => new LlamaLayerWeights(
-            l.AttentionNorm,
-            Linear(l.Query, l.QkvTransform),
-            Linear(l.Key, l.QkvTransform),
-            Linear(l.Value, l.QkvTransform),
-            Linear(l.Output, l.OutputTransform),
-            l.MlpNorm,
-            Linear(l.Gate, l.GateUpTransform),
-            Linear(l.Up, l.GateUpTransform),
-            Linear(l.Down, l.DownTransform))).ToArray();
+        var layers = model.Layers.Select(l =>
+        {
+            // One transform object per site: q/k/v (and gate/up) then share one activation quantization.
+            BlockTransform? qkv = Transform(l.QkvTransform), gateUp = Transform(l.GateUpTransform);
+            return new LlamaLayerWeights(
+                l.AttentionNorm,
+                Linear(l.Query, qkv),
+                Linear(l.Key, qkv),
+                Linear(l.Value, qkv),
+                Linear(l.Output, Transform(l.OutputTransform)),
+                l.MlpNorm,
+                Linear(l.Gate, gateUp),
+                Linear(l.Up, gateUp),
+                Linear(l.Down, Transform(l.DownTransform)));
+        }).ToArray();
         int vocab = model.Config.VocabularySize, hidden = model.Config.HiddenSize;
         var lmHead = new DenseLinear(model.LmHead ?? model.Embedding, vocab, hidden, parallel);
         return new LlamaWeights(model.Config, model.Embedding, layers, model.FinalNorm, lmHead);

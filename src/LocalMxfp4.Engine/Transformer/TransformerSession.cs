@@ -197,9 +197,7 @@ public sealed class TransformerSession : IInferenceSession
         LlamaLayerWeights lw = _w.Layers[layer];
         int hidden = _c.HiddenSize, qWidth = _c.QueryWidth, kvWidth = _c.KeyValueWidth, headDim = _c.HeadDim;
         RmsNorm.Apply(x, lw.AttentionNorm, b.Normed, n, _c.RmsNormEpsilon);
-        lw.Query.Forward(b.Normed, b.Q, n);
-        lw.Key.Forward(b.Normed, b.K, n);
-        lw.Value.Forward(b.Normed, b.V, n);
+        LinearGroup.Forward(b.Normed, n, lw.Query, b.Q, lw.Key, b.K, lw.Value, b.V);
 
         Span<float> cos = stackalloc float[headDim / 2];
         Span<float> sin = stackalloc float[headDim / 2];
@@ -263,8 +261,7 @@ public sealed class TransformerSession : IInferenceSession
         LlamaLayerWeights lw = _w.Layers[layer];
         int hidden = _c.HiddenSize, inner = _c.IntermediateSize;
         RmsNorm.Apply(x, lw.MlpNorm, b.Normed, n, _c.RmsNormEpsilon);
-        lw.Gate.Forward(b.Normed, b.Gate, n);
-        lw.Up.Forward(b.Normed, b.Up, n);
+        LinearGroup.Forward(b.Normed, n, lw.Gate, b.Gate, lw.Up, b.Up);
         Span<float> gate = b.Gate.AsSpan(0, n * inner);
         // SiLU(g) · u, with SiLU(g) = g · sigmoid(g).
         TensorPrimitives.Sigmoid(gate, b.Scratch.AsSpan(0, n * inner));

@@ -173,6 +173,22 @@ public class Mxfp4LinearTests
     }
 
     [Fact]
+    public void VectorBlockTransformEqualsTheScalarLoopBitForBit()
+    {
+        var rng = new Random(12);
+        BlockTransform t = RandomOrthogonal(rng, 1, false);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            float[] x = RandomActivations(rng, 32);
+            var a = new float[32];
+            var b = new float[32];
+            BlockTransform.ApplyScalar(t.Matrix(0), x, a);
+            BlockTransform.ApplyVector256(t.Matrix(0), x, b);
+            Assert.Equal(a.Select(BitConverter.SingleToInt32Bits), b.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
+    [Fact]
     public void NaNWeightScaleIsRejected()
     {
         Mxfp4Matrix w = RandomWeights(new Random(6), 4, 64);
