@@ -48,7 +48,7 @@ public static class QuantizedModelLoader
                 Linear(l.Down, Transform(l.DownTransform)));
         }).ToArray();
         int vocab = model.Config.VocabularySize, hidden = model.Config.HiddenSize;
-        var lmHead = new DenseLinear(model.LmHead ?? model.Embedding, vocab, hidden, parallel);
+        ILinear lmHead = Bf16Linear.FromSingle(model.LmHead ?? model.Embedding, vocab, hidden, parallel);
         return new LlamaWeights(model.Config, model.Embedding, layers, model.FinalNorm, lmHead);
     }
 }

@@ -189,6 +189,33 @@ public class Mxfp4LinearTests
     }
 
     [Fact]
+    public void Bf16LinearEqualsFloat64ProductsOfTheRoundedWeights()
+    {
+        var rng = new Random(13);
+        const int rows = 37, cols = 100;
+        float[] w = RandomActivations(rng, rows * cols), x = RandomActivations(rng, 3 * cols);
+        var linear = Bf16Linear.FromSingle(w, rows, cols, new ParallelRows(2));
+        var y = new float[3 * rows];
+        linear.Forward(x, y, 3);
+        var reference = new float[3 * rows];
+        for (int t = 0; t < 3; t++)
+        {
+            for (int o = 0; o < rows; o++)
+            {
+                double sum = 0;
+                for (int i = 0; i < cols; i++)
+                {
+                    sum += (double)LocalMxfp4.Numerics.BFloat16.FromSingle(w[(o * cols) + i]).ToSingle() * x[(t * cols) + i];
+                }
+
+                reference[(t * rows) + o] = (float)sum;
+            }
+        }
+
+        Stories260KTests.AssertRelative(reference, y, 1e-5);
+    }
+
+    [Fact]
     public void NaNWeightScaleIsRejected()
     {
         Mxfp4Matrix w = RandomWeights(new Random(6), 4, 64);
