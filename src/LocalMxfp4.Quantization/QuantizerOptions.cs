@@ -15,8 +15,11 @@ public sealed record QuantizerOptions
     /// </summary>
     public ScaleRule ScaleRule { get; init; } = ScaleRule.Even;
 
-    /// <summary>Weight scale choice; the per-block exponent search measured better than the rule alone.</summary>
-    public WeightScaleMode WeightScales { get; init; } = WeightScaleMode.Search;
+    /// <summary>
+    /// Weight scale choice. The per-block exponent search helped under Floor but hurt under Even in our table, so the
+    /// default keeps the rule (bench/results).
+    /// </summary>
+    public WeightScaleMode WeightScales { get; init; } = WeightScaleMode.SameAsActivations;
 
     /// <summary>Smoothing α; null = 0.6 for DuQuant++ and 0 (off) for the baselines.</summary>
     public double? SmoothingAlpha { get; init; }

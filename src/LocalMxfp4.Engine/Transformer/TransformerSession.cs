@@ -168,18 +168,10 @@ public sealed class TransformerSession : IInferenceSession
             throw new ContextOverflowException(Position, tokens, ContextLength);
         }
 
-        for (int start = 0; start < tokens; start += PrefillChunk)
-        {
-            int count = Math.Min(PrefillChunk, tokens - start);
-            float[] chunk = start == 0 && count == tokens ? hidden : hidden.AsSpan(start * _c.HiddenSize, count * _c.HiddenSize).ToArray();
-            RunLayers(chunk, count);
-            if (!ReferenceEquals(chunk, hidden))
-            {
-                chunk.CopyTo(hidden, start * _c.HiddenSize);
-            }
-
-            Position += count;
-        }
+        // Not chunked: calibration passes must see the whole sequence in one call (the rotation search builds each
+        // site's rotation from the first input it receives); the caller already holds [tokens, hidden] in memory.
+        RunLayers(hidden, tokens);
+        Position += tokens;
     }
 
     private void RunLayers(float[] x, int n)
