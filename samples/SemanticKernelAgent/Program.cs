@@ -7,18 +7,20 @@ using Microsoft.SemanticKernel;
 using Microsoft.SemanticKernel.ChatCompletion;
 
 // An agent loop over Semantic Kernel: a kernel with DuQuantChatClient as its chat-completion service, a plugin, a
-// chat history, and automatic function calling requested. Usage: SemanticKernelAgent [--model DIR] [--prompt TEXT]
+// chat history, and automatic function calling requested. Usage: SemanticKernelAgent [--model DIR] [--prompt TEXT] [--max-tokens N]
 Console.OutputEncoding = Encoding.UTF8;
 string modelPath = Path.Combine(AppContext.BaseDirectory, "models", "stories260K");
 string? oneShot = null;
+int maxTokens = 120;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
     {
         case "--model" when i + 1 < args.Length: modelPath = args[++i]; break;
         case "--prompt" when i + 1 < args.Length: oneShot = args[++i]; break;
+        case "--max-tokens" when i + 1 < args.Length && int.TryParse(args[i + 1], out int n) && n > 0: maxTokens = n; i++; break;
         default:
-            Console.Error.WriteLine($"error: unknown or incomplete option '{args[i]}'. usage: SemanticKernelAgent [--model DIR] [--prompt TEXT]");
+            Console.Error.WriteLine($"error: unknown or incomplete option '{args[i]}'. usage: SemanticKernelAgent [--model DIR] [--prompt TEXT] [--max-tokens N]");
             return 2;
     }
 }
@@ -27,10 +29,11 @@ IKernelBuilder builder = Kernel.CreateBuilder();
 builder.AddDuQuantChatCompletion(o =>
 {
     o.ModelPath = modelPath;
-    o.DefaultMaxOutputTokens = 120;
+    o.DefaultMaxOutputTokens = maxTokens;
     o.ContextOverflowPolicy = ContextOverflowPolicy.DropOldestMessages;
 });
 builder.Plugins.AddFromType<NotebookPlugin>("notebook");
+builder.Services.AddSingleton<IFunctionInvocationFilter, ToolTrace>();
 Kernel kernel = builder.Build();
 
 IChatClient client = kernel.GetRequiredService<IChatClient>();
@@ -53,18 +56,22 @@ foreach (KernelFunctionMetadata f in kernel.Plugins.GetFunctionsMetadata())
     Console.WriteLine($"  {f.PluginName}.{f.Name}: {f.Description}");
 }
 
+// A chat model with a tool format (LLaMA-3.1) sees the functions and decides itself whether to call one. A model that
+// cannot read tool descriptions (the shipped stories260K) is made to call one each turn: FunctionChoiceBehavior.Required
+// becomes ToolMode.RequireAny, and constrained decoding guarantees a well-formed call to one of the functions.
+FunctionChoiceBehavior behavior = info.SupportsToolCalling ? FunctionChoiceBehavior.Auto() : FunctionChoiceBehavior.Required();
 Console.WriteLine(info.SupportsToolCalling
-    ? "Tool calling: on. The model may call the functions above; SK runs them and feeds the results back."
-    : "Tool calling: not yet. This DuQuantChatClient does not give tools to the model, so it answers in text only; the loop already " +
-      "asks for FunctionChoiceBehavior.Auto, so the functions above start working as soon as the client supports tool calls. " +
-      "Use /call PLUGIN.FUNCTION [ARG] to run one yourself.");
+    ? "Tool calling: on. The model sees the functions above and may call them; SK runs each call and feeds the result back."
+    : $"Tool calling: {info.ModelId} cannot read tool descriptions, so every turn requires a function call: constrained decoding makes " +
+      "it write a valid call to one of the functions above, SK runs it and feeds the result back, and the model continues.");
+Console.WriteLine("Calls are shown as [tool] lines. Use /call PLUGIN.FUNCTION [ARG] to run one yourself.");
 if (!info.IsChatModel)
 {
     Console.WriteLine($"Note: {info.ModelId} is not a chat model: it continues your text as a story.");
 }
 
 IChatCompletionService chat = kernel.GetRequiredService<IChatCompletionService>();
-var settings = new PromptExecutionSettings { FunctionChoiceBehavior = FunctionChoiceBehavior.Auto() };
+var settings = new PromptExecutionSettings { FunctionChoiceBehavior = behavior };
 var history = new ChatHistory("You are a helpful assistant with a notebook. Use the notebook functions when asked to remember or recall something.");
 
 async Task AskAsync(string line)

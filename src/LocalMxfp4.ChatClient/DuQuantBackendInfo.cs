@@ -11,8 +11,12 @@ namespace LocalMxfp4.ChatClient;
 /// <param name="MaxConcurrentRequests">Request slots.</param>
 /// <param name="ChatTemplate">The prompt format's name.</param>
 /// <param name="IsChatModel">False when the template only continues plain text (a non-chat model).</param>
-/// <param name="SupportsToolCalling">Whether <c>ChatOptions.Tools</c> reach the model. False in this version: tools are not advertised to the model.</param>
-/// <param name="SupportsJsonResponseFormat">Whether JSON response formats are honoured (constrained decoding). False in this version.</param>
+/// <param name="SupportsToolCalling">
+/// Whether the prompt shows <c>ChatOptions.Tools</c> to the model, so it may call them on its own (<c>ToolMode</c> Auto):
+/// true for chat templates with a tool format (LLaMA-3.1). Required calls (RequireAny / RequireSpecific) work on every
+/// model, through constrained decoding.
+/// </param>
+/// <param name="SupportsJsonResponseFormat">Whether JSON response formats (any JSON, JSON schema) are enforced by constrained decoding: always true.</param>
 public sealed record DuQuantBackendInfo(
     string Backend,
     string WeightFormat,

@@ -160,7 +160,8 @@ public sealed class DuQuantChatClient : IChatClient
     /// </remarks>
     /// <exception cref="DuQuantContextOverflowException">The conversation does not fit the context.</exception>
     /// <exception cref="DuQuantQueueFullException">Too many requests are waiting.</exception>
-    /// <exception cref="NotSupportedException">A requested feature (JSON response format, required tool call, media content) is not available.</exception>
+    /// <exception cref="LocalMxfp4.ChatClient.Constrained.JsonSchemaNotSupportedException">A response-format or tool-parameter schema uses a keyword constrained decoding cannot enforce.</exception>
+    /// <exception cref="NotSupportedException">A requested feature (media content, a continuation token) is not available.</exception>
     /// <exception cref="ArgumentException">A ChatOptions value or a message is invalid.</exception>
     public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -226,7 +227,8 @@ public sealed class DuQuantChatClient : IChatClient
 
         EngineDescription d = model.Engine.Description;
         return new DuQuantBackendInfo(d.Backend, d.WeightFormat, d.ActivationFormat, d.Threads, model.ModelPath, ModelId, model.ContextLength,
-            _options.MaxConcurrentRequests, model.Template.Name, model.Template.IsChatFormat, SupportsToolCalling: false, SupportsJsonResponseFormat: false);
+            _options.MaxConcurrentRequests, model.Template.Name, model.Template.IsChatFormat,
+            SupportsToolCalling: model.Template is IToolCallingChatTemplate, SupportsJsonResponseFormat: true);
     }
 
     /// <summary>

@@ -32,11 +32,13 @@ internal static class BenchCommand
         var kernel = new Option<string?>("--kernel") { Description = "scalar | vector128 | avx2 | avx512 (default: the best this CPU has)." };
         var model = new Option<string?>("--model") { Description = "Also measure decode tokens/s of this model." };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "Tokens decoded for the model measurement.", DefaultValueFactory = _ => 64 };
+        var backend = new Option<string>("--backend") { Description = "cpu | cuda (cuda: decode and prefill of a LLaMA-3-8B-shaped MXFP4 model on the GPU, see CudaBenchCommand).", DefaultValueFactory = _ => "cpu" };
         var command = new Command("bench", "Measure W4A4 kernel throughput on LLaMA-3-8B shapes and a model's decode speed.")
         {
-            threads, repeats, prefill, kernel, model, decodeTokens,
+            threads, repeats, prefill, kernel, model, decodeTokens, backend,
         };
-        command.SetAction(parse => Run(
+        command.SetAction(parse => parse.GetValue(backend) is "cuda" ? CudaBenchCommand.Run(
+            parse.GetValue(prefill), parse.GetValue(decodeTokens), parse.GetValue(repeats), parse.GetValue(model)) : Run(
             parse.GetValue(threads), parse.GetValue(repeats), parse.GetValue(prefill), parse.GetValue(kernel),
             parse.GetValue(model), parse.GetValue(decodeTokens)));
         return command;

@@ -19,7 +19,7 @@ internal static class QuantizeCommand
         var samples = new Option<int>("--samples") { Description = "Calibration windows.", DefaultValueFactory = _ => 128 };
         var seqLen = new Option<int>("--seq-len") { Description = "Calibration window length (clamped to the model's context).", DefaultValueFactory = _ => 2048 };
         var scaleRule = new Option<string>("--scale-rule") { Description = "even (default, measured best) | floor (OCP reference rule) | roundup.", DefaultValueFactory = _ => "even" };
-        var weightScales = new Option<string>("--weight-scales") { Description = "rule (default: same rule as activations) | search (per-block E8M0 exponent search, least squared error; GPTQ always uses the rule).", DefaultValueFactory = _ => "rule" };
+        var weightScales = new Option<string>("--weight-scales") { Description = "search (default: per-block E8M0 exponent search, least squared error) | rule (same rule as activations). GPTQ always uses the rule's static scales.", DefaultValueFactory = _ => "search" };
         var alpha = new Option<double?>("--alpha") { Description = "Smoothing α (default 0.6 for duquant, 0 for the baselines)." };
         var steps = new Option<int>("--steps") { Description = "Greedy rotation steps.", DefaultValueFactory = _ => 128 };
         var indexMode = new Option<string>("--rotation-index") { Description = "row-mod (released code) | channel (paper).", DefaultValueFactory = _ => "row-mod" };

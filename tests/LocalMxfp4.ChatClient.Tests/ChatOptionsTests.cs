@@ -174,20 +174,18 @@ public class ChatOptionsTests(TinyLlama3Model llama, Stories260KModel stories)
     }
 
     [Fact]
-    public async Task UnsupportedRequestsAreTypedErrorsAndIgnoredToolsAreReported()
+    public async Task ToolsAModelCannotUseAreReportedAndContinuationTokensAreTypedErrors()
     {
-        using DuQuantChatClient client = llama.Client();
         CancellationToken ct = TestContext.Current.CancellationToken;
-        var json = await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync(Prompt, new() { ResponseFormat = ChatResponseFormat.Json }, ct));
-        Assert.Contains("constrained decoding", json.Message);
-        AIFunction tool = AIFunctionFactory.Create(() => "sunny", "weather");
-        var required = await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync(Prompt, new() { Tools = [tool], ToolMode = ChatToolMode.RequireAny }, ct));
-        Assert.Contains("ToolMode", required.Message);
+        using DuQuantChatClient client = llama.Client();
+        var continuation = await Assert.ThrowsAsync<NotSupportedException>(() => client.GetResponseAsync(
+            Prompt, new() { ContinuationToken = ResponseContinuationToken.FromBytes(new byte[] { 1 }) }, ct));
+        Assert.Contains("ContinuationToken", continuation.Message);
 
-        ChatResponse auto = await client.GetResponseAsync(Prompt, new() { Tools = [tool], MaxOutputTokens = 3, ResponseFormat = ChatResponseFormat.Text }, ct);
-        Assert.Equal(3, auto.Usage!.OutputTokenCount);
-        Assert.Equal(1, auto.AdditionalProperties!["duquant.ignored_tools"]);
-        Assert.False(client.GetService<DuQuantBackendInfo>()!.SupportsToolCalling);
+        // A hosted tool runs on a provider's servers; a local model cannot call it.
+        ChatResponse hosted = await client.GetResponseAsync(Prompt, new() { Tools = [new HostedWebSearchTool()], MaxOutputTokens = 3 }, ct);
+        Assert.Equal(1, hosted.AdditionalProperties!["duquant.ignored_tools"]);
+        Assert.True(client.GetService<DuQuantBackendInfo>()!.SupportsToolCalling);
     }
 
     [Theory]

@@ -44,15 +44,30 @@ public partial class SampleTests(TinyLlama3Model llama)
     }
 
     [Fact]
-    public void SemanticKernelAgentSaysWhatItCanDoAndRunsItsPlugin()
+    public void SemanticKernelAgentMakesTheShippedModelCallItsPlugin()
     {
         (int code, string stdout, string stderr) = Run("SemanticKernelAgent.dll", "Once upon a time\n/call notebook.add_note buy milk\n/call notebook.list_notes\n/exit\n");
         Assert.True(code == 0, stderr);
         Assert.Contains("notebook.add_note", stdout);
-        Assert.Contains("Tool calling: not yet", stdout);
-        Assert.Contains("Saved note #1.", stdout);
-        Assert.Contains("1. buy milk", stdout);
+        Assert.Contains("stories260K cannot read tool descriptions, so every turn requires a function call", stdout);
+
+        // The model's own (constrained) call comes first, then the two the user ran.
+        MatchCollection calls = ToolLine().Matches(stdout);
+        Assert.Equal(3, calls.Count);
+        Assert.Matches(@"Saved note #\d\.", stdout);
+        Assert.Matches(@"\d\. buy milk", stdout);
     }
+
+    [Fact]
+    public void SemanticKernelAgentOffersToolsToAChatModel()
+    {
+        (int code, string stdout, string stderr) = Run("SemanticKernelAgent.dll", string.Empty, "--model", llama.Directory, "--prompt", "Save a note: buy milk", "--max-tokens", "4");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("Tool calling: on. The model sees the functions above and may call them", stdout);
+    }
+
+    [GeneratedRegex(@"\[tool\] notebook\.(add_note|list_notes|utc_now)\(.*\) -> .+$", RegexOptions.Multiline)]
+    private static partial Regex ToolLine();
 
     [Fact]
     public void HostedServiceBindsAppSettingsWarmsUpAndReplies()

@@ -34,8 +34,8 @@ public class TemplateTests(TinyLlama3Model llama, Stories260KModel stories)
             new(ChatRole.Tool, [new FunctionResultContent("c1", "sunny")]),
         ];
         string text = llama.Tokenizer.Decode(new Llama3ChatTemplate().Render(messages, null, llama.Tokenizer), skipSpecialTokens: false);
-        Assert.Contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\":\"weather\",\"parameters\":{\"city\":\"Oslo\"}}<|eot_id|>", text);
-        Assert.Contains("<|start_header_id|>ipython<|end_header_id|>\n\n{\"output\":\"sunny\"}<|eot_id|>", text);
+        Assert.Contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"weather\", \"parameters\": {\"city\": \"Oslo\"}}<|eot_id|>", text);
+        Assert.Contains("<|start_header_id|>ipython<|end_header_id|>\n\n{\"output\": \"sunny\"}<|eot_id|>", text);
     }
 
     [Fact]

@@ -38,7 +38,7 @@ public class QuantizedModelTests(QuantizedStoriesFixture fixture) : IClassFixtur
         QuantizedModel m = QuantizedModelReader.Read(fixture.Directory);
         Assert.Equal(TransformMethod.DuQuant, m.Quantization.Method);
         Assert.Equal(ScaleRule.Even, m.Quantization.ActivationScaleRule);
-        Assert.Equal(WeightScaleMode.SameAsActivations, m.Quantization.WeightScales);
+        Assert.Equal(WeightScaleMode.Search, m.Quantization.WeightScales);
         Assert.Equal(0.6, m.Quantization.SmoothingAlpha);
         Assert.Equal(2, m.Quantization.Seed);
         Assert.Equal("c4-validation-2k.jsonl", m.Quantization.CalibrationSource);

@@ -13,6 +13,9 @@ internal interface ITokenMask
 
     /// <summary>Advances the mask's state past the sampled token.</summary>
     void Accept(int tokenId);
+
+    /// <summary>Whether the last <see cref="Apply"/> allowed <paramref name="tokenId"/>.</summary>
+    bool IsAllowed(int tokenId);
 }
 
 /// <summary>
@@ -29,6 +32,12 @@ internal interface IResponseParser
 
     /// <summary>A finish reason that replaces Stop/Length (e.g. ToolCalls), once known.</summary>
     ChatFinishReason? FinishReasonOverride { get; }
+
+    /// <summary>
+    /// Told about every special token the model emits that does not end the reply (it has no text, so
+    /// <see cref="Append"/> never sees it); LLaMA-3.1's <c>&lt;|python_tag|&gt;</c> announces a tool call this way.
+    /// </summary>
+    void OnSpecialToken(int tokenId);
 }
 
 /// <summary>The default parser: every piece of text is a <see cref="TextContent"/>.</summary>
@@ -39,4 +48,9 @@ internal sealed class TextResponseParser : IResponseParser
     public IReadOnlyList<AIContent> Append(string text) => text.Length == 0 ? [] : [new TextContent(text)];
 
     public IReadOnlyList<AIContent> Complete() => [];
+
+    public void OnSpecialToken(int tokenId)
+    {
+        // Plain text has no use for control tokens.
+    }
 }

@@ -256,7 +256,17 @@ internal sealed class InferenceScheduler : IDisposable
                 token.ThrowIfCancellationRequested();
                 plan.TokenMask?.Apply(logits);
                 int next = sampler.Sample(logits, CollectionsMarshal.AsSpan(context));
-                plan.TokenMask?.Accept(next);
+                if (plan.TokenMask is { } mask)
+                {
+                    // The sampler floors probabilities at exp(−87) rather than 0, so a masked token keeps a vanishing
+                    // chance; the best allowed token replaces it (masked logits are still −∞ after the penalties).
+                    if (!mask.IsAllowed(next))
+                    {
+                        next = Sampler.ArgMax(logits);
+                    }
+
+                    mask.Accept(next);
+                }
                 if (output.Count == 0)
                 {
                     firstTokenAt = Stopwatch.GetTimestamp();
@@ -270,6 +280,11 @@ internal sealed class InferenceScheduler : IDisposable
                 }
 
                 context.Add(next);
+                if (_model.Tokenizer.IsSpecial(next))
+                {
+                    parser.OnSpecialToken(next);
+                }
+
                 Emit(request, parser.Append(stops.Push(detokenizer.Append(next))));
                 if (stops.Matched is not null)
                 {
@@ -317,12 +332,16 @@ internal sealed class InferenceScheduler : IDisposable
                 },
             };
             Record(request, completion, Stopwatch.GetElapsedTime(request.EnqueuedAt, ended), session, activity);
+
+            // The activity ends before the caller sees the end of the reply, so a listener has it by then.
+            activity?.Stop();
             request.Write(new FinishEvent(finish, usage, completion));
             request.Complete();
         }
         catch (OperationCanceledException) when (request.Token.IsCancellationRequested)
         {
             activity?.SetStatus(ActivityStatusCode.Error, "cancelled");
+            activity?.Stop();
             Log.RequestCancelled(_logger, request.ResponseId, output.Count, "while generating");
             request.Fail(request.CancellationError());
         }
@@ -330,6 +349,7 @@ internal sealed class InferenceScheduler : IDisposable
         {
             activity?.SetStatus(ActivityStatusCode.Error, e.Message);
             activity?.SetTag("error.type", e.GetType().FullName);
+            activity?.Stop();
             Log.RequestFailed(_logger, request.ResponseId, e);
             request.Fail(e);
         }

@@ -17,7 +17,7 @@ internal sealed class RequestPlan
 
     public int IgnoredTools { get; init; }
 
-    /// <summary>Constrained decoding; none yet.</summary>
+    /// <summary>Constrained decoding (a JSON response format or a required tool call); null for free text.</summary>
     public ITokenMask? TokenMask { get; init; }
 
     public IResponseParser Parser { get; init; } = new TextResponseParser();

@@ -1,7 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
+using LocalMxfp4.ChatClient.Constrained;
 using LocalMxfp4.ChatClient.Loading;
 using LocalMxfp4.ChatClient.Telemetry;
+using LocalMxfp4.ChatClient.Templates;
+using LocalMxfp4.ChatClient.Tools;
 using LocalMxfp4.Engine.Sampling;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -37,10 +40,24 @@ internal static class RequestPlanner
 
         DuQuantGenerationSettings raw = options?.RawRepresentationFactory?.Invoke(client) as DuQuantGenerationSettings ?? new DuQuantGenerationSettings();
         CheckUnsupported(options);
-        int ignoredTools = options?.Tools?.Count ?? 0;
-        if (ignoredTools > 0)
+        ToolRequest tools = ToolRequest.Resolve(options, model.Template);
+        if (tools.Ignored > 0)
         {
-            Log.ToolsIgnored(logger, ignoredTools);
+            Log.ToolsIgnored(logger, tools.Ignored, tools.IgnoredReason!);
+        }
+
+        // A required call and a JSON response format are both grammars; the call wins, as it is what the caller's
+        // function-invocation loop waits for. Schema errors surface here, before anything is queued.
+        JsonGrammar? grammar = null;
+        string? formatInstructions = null;
+        if (tools.Required)
+        {
+            grammar = tools.CallGrammar();
+        }
+        else if (options?.ResponseFormat is ChatResponseFormatJson json)
+        {
+            grammar = json.Schema is JsonElement schema ? JsonGrammar.FromSchema(schema) : JsonGrammar.AnyValue();
+            formatInstructions = model.Template.IsChatFormat ? JsonFormatInstructions(json) : null;
         }
 
         float? repetition = raw.RepetitionPenalty;
@@ -110,17 +127,42 @@ internal static class RequestPlanner
             }
         }
 
-        (IReadOnlyList<int> prompt, int dropped) = Render(model, clientOptions.ContextOverflowPolicy, list, options?.Instructions, logger);
+        string? instructions = formatInstructions is null ? options?.Instructions
+            : string.IsNullOrWhiteSpace(options?.Instructions) ? formatInstructions
+            : options.Instructions.Trim() + "\n\n" + formatInstructions;
+        (IReadOnlyList<int> prompt, int dropped) = Render(model, clientOptions.ContextOverflowPolicy, list, instructions, tools.Shown, logger);
         int room = model.ContextLength - prompt.Count;
+        int maxOutput = Math.Min(requestedMax ?? clientOptions.DefaultMaxOutputTokens, room);
         return new RequestPlan
         {
             PromptTokenIds = prompt,
             Sampling = sampling,
-            MaxOutputTokens = Math.Min(requestedMax ?? clientOptions.DefaultMaxOutputTokens, room),
+            MaxOutputTokens = maxOutput,
             StopSequences = stops,
             DroppedMessages = dropped,
-            IgnoredTools = ignoredTools,
+            IgnoredTools = tools.Ignored,
+            TokenMask = grammar is null ? null
+                : new GrammarTokenMask(grammar, VocabularyIndex.For(model.Tokenizer), model.StopTokenIds, maxOutput, model.Engine.Config.VocabularySize),
+            Parser = tools.ParsesCalls
+                ? new ToolCallResponseParser(tools.Names, tools.AllowMultiple, model.Tokenizer.TryGetSpecialTokenId("<|python_tag|>"))
+                : new TextResponseParser(),
         };
+    }
+
+    /// <summary>
+    /// What a chat model is told about a JSON response format. The grammar alone guarantees the shape, but a model that
+    /// knows the schema fills it with meaningful values instead of being pushed key by key.
+    /// </summary>
+    internal static string JsonFormatInstructions(ChatResponseFormatJson json)
+    {
+        if (json.Schema is not JsonElement schema)
+        {
+            return "Reply with a single JSON value and nothing else.";
+        }
+
+        string name = string.IsNullOrWhiteSpace(json.SchemaName) ? "" : $" \"{json.SchemaName}\"";
+        string description = string.IsNullOrWhiteSpace(json.SchemaDescription) ? "" : $" ({json.SchemaDescription.Trim()})";
+        return $"Reply with a single JSON value and nothing else. It must conform to the JSON schema{name}{description}:\n{schema.GetRawText()}";
     }
 
     private static void CheckUnsupported(ChatOptions? options)
@@ -130,28 +172,20 @@ internal static class RequestPlanner
             return;
         }
 
-        if (options.ResponseFormat is ChatResponseFormatJson json)
-        {
-            throw new NotSupportedException(
-                (json.Schema is null ? "ChatOptions.ResponseFormat = Json" : $"ChatOptions.ResponseFormat = JSON schema '{json.SchemaName}'") +
-                " needs constrained decoding, which this version of DuQuantChatClient does not have. Ask for JSON in the prompt with ResponseFormat = Text (or null) and parse the reply yourself.");
-        }
-
-        if (options.Tools is { Count: > 0 } && options.ToolMode is RequiredChatToolMode required)
-        {
-            throw new NotSupportedException(
-                $"ChatOptions.ToolMode requires a tool call ({required.RequiredFunctionName ?? "any tool"}), but this version of DuQuantChatClient has no tool calling. Use ToolMode = Auto or None.");
-        }
-
         if (options.ContinuationToken is not null)
         {
             throw new NotSupportedException("ChatOptions.ContinuationToken: DuQuantChatClient has no background responses to continue; every request runs to completion.");
         }
     }
 
-    private static (IReadOnlyList<int> Prompt, int Dropped) Render(LoadedModel model, ContextOverflowPolicy policy, List<ChatMessage> messages, string? instructions, ILogger logger)
+    private static (IReadOnlyList<int> Prompt, int Dropped) Render(
+        LoadedModel model, ContextOverflowPolicy policy, List<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, ILogger logger)
     {
-        IReadOnlyList<int> prompt = model.Template.Render(messages, instructions, model.Tokenizer);
+        IReadOnlyList<int> RenderOnce() => tools.Count > 0 && model.Template is IToolCallingChatTemplate withTools
+            ? withTools.Render(messages, instructions, tools, model.Tokenizer)
+            : model.Template.Render(messages, instructions, model.Tokenizer);
+
+        IReadOnlyList<int> prompt = RenderOnce();
         int dropped = 0;
         while (prompt.Count + 1 > model.ContextLength)
         {
@@ -169,7 +203,7 @@ internal static class RequestPlanner
 
             messages.RemoveAt(victim);
             dropped++;
-            prompt = model.Template.Render(messages, instructions, model.Tokenizer);
+            prompt = RenderOnce();
         }
 
         if (dropped > 0)

@@ -35,9 +35,8 @@ internal static partial class Log
         Message = "Dropped the {Dropped} oldest messages so the prompt ({PromptTokens} tokens) fits the context of {ContextLength} (ContextOverflowPolicy = DropOldestMessages)")]
     public static partial void MessagesDropped(ILogger logger, int dropped, int promptTokens, int contextLength);
 
-    [LoggerMessage(EventId = 14, Level = LogLevel.Warning,
-        Message = "{ToolCount} tools in ChatOptions.Tools were not given to the model: this version of DuQuantChatClient has no tool calling, so replies are text only")]
-    public static partial void ToolsIgnored(ILogger logger, int toolCount);
+    [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "{ToolCount} tools in ChatOptions.Tools were not given to the model: {Reason}")]
+    public static partial void ToolsIgnored(ILogger logger, int toolCount, string reason);
 
     [LoggerMessage(EventId = 15, Level = LogLevel.Debug, Message = "ChatOptions.AdditionalProperties key '{Key}' is not one DuQuantChatClient reads; ignored")]
     public static partial void UnknownAdditionalProperty(ILogger logger, string key);

@@ -1,3 +1,4 @@
+using LocalMxfp4.ChatClient.Tools;
 using LocalMxfp4.Tokenization;
 using Microsoft.Extensions.AI;
 
@@ -9,12 +10,25 @@ namespace LocalMxfp4.ChatClient.Templates;
 /// <c>"\n\n" + trimmed text</c> + <c>&lt;|eot_id|&gt;</c>, then the assistant header and <c>"\n\n"</c> for the reply.
 /// Leading system messages and <c>ChatOptions.Instructions</c> become one system message; the tool role is written
 /// as <c>ipython</c>. The reply ends at <c>&lt;|eot_id|&gt;</c>, <c>&lt;|eom_id|&gt;</c> or <c>&lt;|end_of_text|&gt;</c>.
+/// With tools (LLaMA-3.1 JSON tool calling), the system turn starts with "Environment: ipython" and the knowledge and
+/// current dates, and the first user message is preceded by the tool-call instruction and each tool's definition;
+/// earlier calls are written as <c>{"name": …, "parameters": …}</c> assistant turns and each result as an
+/// <c>ipython</c> turn <c>{"output": …}</c>.
 /// </summary>
-public sealed class Llama3ChatTemplate : IChatTemplate
+public sealed class Llama3ChatTemplate : IToolCallingChatTemplate
 {
     private const string StartHeader = "<|start_header_id|>";
     private const string EndHeader = "<|end_header_id|>";
     private const string EndOfTurn = "<|eot_id|>";
+
+    private readonly TimeProvider _clock;
+
+    /// <summary>Creates the template.</summary>
+    /// <param name="timeProvider">Supplies "Today Date" of the tool-calling system preamble; the system clock when null.</param>
+    public Llama3ChatTemplate(TimeProvider? timeProvider = null)
+    {
+        _clock = timeProvider ?? TimeProvider.System;
+    }
 
     /// <inheritdoc />
     public string Name => "llama3";
@@ -35,9 +49,14 @@ public sealed class Llama3ChatTemplate : IChatTemplate
     }
 
     /// <inheritdoc />
-    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, LlmTokenizer tokenizer)
+    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, LlmTokenizer tokenizer) =>
+        Render(messages, instructions, [], tokenizer);
+
+    /// <inheritdoc />
+    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, LlmTokenizer tokenizer)
     {
         ArgumentNullException.ThrowIfNull(messages);
+        ArgumentNullException.ThrowIfNull(tools);
         ArgumentNullException.ThrowIfNull(tokenizer);
         int start = Required(tokenizer, StartHeader), end = Required(tokenizer, EndHeader), eot = Required(tokenizer, EndOfTurn);
         var ids = new List<int>(256);
@@ -47,15 +66,47 @@ public sealed class Llama3ChatTemplate : IChatTemplate
         }
 
         (string? system, int first) = MessageText.MergeSystem(messages, instructions);
+        string? toolBlock = null;
+        if (tools.Count > 0)
+        {
+            // Meta's template puts custom tools in the first user message; without one they go to the system turn.
+            toolBlock = Llama31ToolPrompt.Definitions(tools);
+            bool hasUser = messages.Skip(first).Any(m => m.Role == ChatRole.User);
+            system = Llama31ToolPrompt.SystemPreamble(_clock.GetUtcNow()) + (system ?? "") + (hasUser ? "" : "\n\n" + toolBlock.TrimEnd());
+            toolBlock = hasUser ? toolBlock : null;
+        }
+
         if (system is not null)
         {
-            AppendTurn(ids, tokenizer, start, end, eot, "system", system);
+            AppendTurn(ids, tokenizer, start, end, eot, "system", system.Trim());
         }
 
         for (int i = first; i < messages.Count; i++)
         {
             ChatMessage m = messages[i];
-            AppendTurn(ids, tokenizer, start, end, eot, RoleName(m.Role), MessageText.Of(m).Trim());
+            if (m.Role == ChatRole.Tool && m.Contents.OfType<FunctionResultContent>().Count() > 1)
+            {
+                // One ipython turn per result, as the function-invocation middleware batches them in one message.
+                foreach (AIContent content in m.Contents)
+                {
+                    string part = content is FunctionResultContent r ? ToolCallText.FormatResult(r) : MessageText.Of(new ChatMessage(ChatRole.Tool, [content])).Trim();
+                    if (part.Length > 0)
+                    {
+                        AppendTurn(ids, tokenizer, start, end, eot, "ipython", part);
+                    }
+                }
+
+                continue;
+            }
+
+            string text = MessageText.Of(m).Trim();
+            if (toolBlock is not null && m.Role == ChatRole.User)
+            {
+                text = toolBlock + text;
+                toolBlock = null;
+            }
+
+            AppendTurn(ids, tokenizer, start, end, eot, RoleName(m.Role), text);
         }
 
         ids.Add(start);

@@ -1,5 +1,5 @@
 using System.Text;
-using System.Text.Json;
+using LocalMxfp4.ChatClient.Tools;
 using Microsoft.Extensions.AI;
 
 namespace LocalMxfp4.ChatClient.Templates;
@@ -7,18 +7,18 @@ namespace LocalMxfp4.ChatClient.Templates;
 /// <summary>The text a chat message contributes to a prompt, shared by the templates.</summary>
 public static class MessageText
 {
-    private static readonly JsonSerializerOptions Compact = new(AIJsonUtilities.DefaultOptions) { WriteIndented = false };
-
     /// <summary>
-    /// Concatenates the message's text contents. A function call is written as LLaMA-3.1's JSON
-    /// (<c>{"name": …, "parameters": …}</c>) and a function result as <c>{"output": …}</c>, so a history produced by
-    /// function-invocation middleware can still be rendered. Usage and reasoning contents contribute nothing.
+    /// Concatenates the message's text contents. Function calls are written as LLaMA-3.1's JSON
+    /// (<c>{"name": …, "parameters": …}</c>, several separated by "; ", after the text on a new line) and a function
+    /// result as <c>{"output": …}</c>, so a history produced by function-invocation middleware can be rendered. Usage and
+    /// reasoning contents contribute nothing.
     /// </summary>
     /// <exception cref="NotSupportedException">The message holds data (image, audio, file) a text-only model cannot read.</exception>
     public static string Of(ChatMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
         var text = new StringBuilder();
+        var calls = new List<string>();
         foreach (AIContent content in message.Contents)
         {
             switch (content)
@@ -27,12 +27,10 @@ public static class MessageText
                     text.Append(t.Text);
                     break;
                 case FunctionCallContent call:
-                    text.Append(JsonSerializer.Serialize(
-                        new Dictionary<string, object?> { ["name"] = call.Name, ["parameters"] = call.Arguments ?? new Dictionary<string, object?>() },
-                        Compact));
+                    calls.Add(ToolCallText.Format(call));
                     break;
                 case FunctionResultContent result:
-                    text.Append(JsonSerializer.Serialize(new Dictionary<string, object?> { ["output"] = result.Result }, Compact));
+                    text.Append(ToolCallText.FormatResult(result));
                     break;
                 case DataContent or UriContent or HostedFileContent:
                     throw new NotSupportedException(
@@ -42,6 +40,16 @@ public static class MessageText
                     // UsageContent, TextReasoningContent, ErrorContent and the like carry nothing the model should read.
                     break;
             }
+        }
+
+        if (calls.Count > 0)
+        {
+            if (text.Length > 0)
+            {
+                text.Append('\n');
+            }
+
+            text.Append(string.Join("; ", calls));
         }
 
         return text.ToString();
