@@ -34,10 +34,7 @@ public sealed class HessianAccumulator(int width)
 
                 // Upper triangle only; Gptq mirrors it.
                 Span<double> target = Sum.AsSpan((i * w) + i, w - i);
-                for (int j = 0; j < target.Length; j++)
-                {
-                    target[j] += xi * row[i + j];
-                }
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(row.AsSpan(i), xi, target, target);
             }
         }
 
