@@ -108,9 +108,9 @@ public sealed class DuQuantChatClientOptionsValidator : IValidateOptions<DuQuant
             problems.Add($"MaxConcurrentRequests {options.MaxConcurrentRequests} must be between 1 and 64 (each slot holds a KV cache of ContextLength tokens).");
         }
 
-        if (options.MaxQueuedRequests < 0)
+        if (options.MaxQueuedRequests < 1)
         {
-            problems.Add($"MaxQueuedRequests {options.MaxQueuedRequests} must be ≥ 0.");
+            problems.Add($"MaxQueuedRequests {options.MaxQueuedRequests} must be ≥ 1 (a request waits in the queue until a worker takes it).");
         }
 
         if (options.Temperature is float t && !(t >= 0 && float.IsFinite(t)))

@@ -100,11 +100,24 @@ public static class DuQuantServiceCollectionExtensions
         if (serviceKey is null)
         {
             services.TryAddSingleton(sp => Create(sp, optionsName));
-            return services.AddChatClient(sp => sp.GetRequiredService<DuQuantChatClient>(), lifetime);
+            return services.AddChatClient(sp => new SharedClient(sp.GetRequiredService<DuQuantChatClient>()), lifetime);
         }
 
         services.TryAddKeyedSingleton(serviceKey, (sp, _) => Create(sp, optionsName));
-        return services.AddKeyedChatClient(serviceKey, sp => sp.GetRequiredKeyedService<DuQuantChatClient>(serviceKey), lifetime);
+        return services.AddKeyedChatClient(serviceKey, sp => new SharedClient(sp.GetRequiredKeyedService<DuQuantChatClient>(serviceKey)), lifetime);
+    }
+
+    /// <summary>
+    /// The singleton client as the pipeline's innermost client. A scoped or transient pipeline is disposed with its
+    /// scope, and middleware disposes its inner client; the model must outlive that, so only the container's own
+    /// disposal of the singleton releases it.
+    /// </summary>
+    private sealed class SharedClient(IChatClient inner) : DelegatingChatClient(inner)
+    {
+        protected override void Dispose(bool disposing)
+        {
+            // Deliberately not disposing the shared DuQuantChatClient.
+        }
     }
 
     private static DuQuantChatClient Create(IServiceProvider services, string optionsName)

@@ -19,6 +19,9 @@ internal sealed class GenerationRequest : IDisposable
         CallerToken = callerToken;
         ShutdownToken = shutdownToken;
         _cancellation = CancellationTokenSource.CreateLinkedTokenSource(callerToken, shutdownToken);
+        // Read once: the caller disposes the source when it abandons a stream, and CancellationTokenSource.Token
+        // throws after that, while the token itself stays usable.
+        Token = _cancellation.Token;
         ParentContext = Activity.Current?.Context ?? default;
         EnqueuedAt = Stopwatch.GetTimestamp();
     }
@@ -34,7 +37,7 @@ internal sealed class GenerationRequest : IDisposable
     public CancellationToken ShutdownToken { get; }
 
     /// <summary>Cancelled by the caller, by an abandoned stream, or by disposal.</summary>
-    public CancellationToken Token => _cancellation.Token;
+    public CancellationToken Token { get; }
 
     public ActivityContext ParentContext { get; }
 
@@ -69,7 +72,7 @@ internal sealed class GenerationRequest : IDisposable
     }
 
     public void OnCancelWhileQueued(Action<GenerationRequest> callback) =>
-        _queuedRegistration = _cancellation.Token.Register(static state =>
+        _queuedRegistration = Token.Register(static state =>
         {
             var (request, action) = ((GenerationRequest, Action<GenerationRequest>))state!;
             action(request);

@@ -143,9 +143,12 @@ internal sealed class InferenceScheduler : IDisposable
 
         if (removed)
         {
-            _metrics.QueueLength.Add(-1, _tags);
-            Log.RequestCancelled(_logger, request.ResponseId, 0, "while queued");
             request.Fail(request.CancellationError());
+            Safely(() =>
+            {
+                _metrics.QueueLength.Add(-1, _tags);
+                Log.RequestCancelled(_logger, request.ResponseId, 0, "while queued");
+            });
         }
     }
 
@@ -174,19 +177,20 @@ internal sealed class InferenceScheduler : IDisposable
                     _queue.RemoveFirst();
                 }
 
-                _metrics.QueueLength.Add(-1, _tags);
-                request.EndQueuedRegistration();
+                Safely(() => _metrics.QueueLength.Add(-1, _tags));
                 Interlocked.Increment(ref _running);
                 try
                 {
+                    request.EndQueuedRegistration();
                     session ??= _model.Engine.CreateSession(_model.ContextLength);
                     Run(request, session, logits);
                 }
                 catch (Exception e)
                 {
-                    // Session creation failed (out of memory, say): the caller gets the error, the worker lives on.
-                    Log.RequestFailed(_logger, request.ResponseId, e);
+                    // Session creation failed (out of memory, say), or a listener threw: the caller gets the error
+                    // first, and nothing escapes this thread — an unhandled exception here would end the process.
                     request.Fail(e);
+                    Safely(() => Log.RequestFailed(_logger, request.ResponseId, e));
                 }
                 finally
                 {
@@ -199,7 +203,7 @@ internal sealed class InferenceScheduler : IDisposable
                         }
                         catch (Exception)
                         {
-                            session.Dispose();
+                            Safely(session.Dispose);
                             session = null;
                         }
                     }
@@ -208,7 +212,23 @@ internal sealed class InferenceScheduler : IDisposable
         }
         finally
         {
-            session?.Dispose();
+            if (session is not null)
+            {
+                Safely(session.Dispose);
+            }
+        }
+    }
+
+    /// <summary>Runs telemetry or cleanup that must not take the worker thread (and with it the process) down.</summary>
+    private static void Safely(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception)
+        {
+            // A throwing log provider, metrics listener or dispose has nowhere to go on a worker thread.
         }
     }
 
@@ -243,8 +263,9 @@ internal sealed class InferenceScheduler : IDisposable
 
             TimeSpan prefillTime = Stopwatch.GetElapsedTime(started);
             var sampler = new Sampler(plan.Sampling);
-            var context = new List<int>(prompt.Length + plan.MaxOutputTokens);
-            context.AddRange(prompt);
+            // Penalties look at the reply only (OpenAI semantics): the prompt's own words and the turn's control
+            // tokens (<|eot_id|>, headers) must not be pushed down.
+            var context = new List<int>(plan.MaxOutputTokens);
             StreamingDetokenizer detokenizer = _model.Tokenizer.CreateStreamingDetokenizer();
             var stops = new StopSequenceMatcher(plan.StopSequences);
             IResponseParser parser = plan.Parser;
@@ -340,18 +361,24 @@ internal sealed class InferenceScheduler : IDisposable
         }
         catch (OperationCanceledException) when (request.Token.IsCancellationRequested)
         {
-            activity?.SetStatus(ActivityStatusCode.Error, "cancelled");
-            activity?.Stop();
-            Log.RequestCancelled(_logger, request.ResponseId, output.Count, "while generating");
             request.Fail(request.CancellationError());
+            Safely(() =>
+            {
+                activity?.SetStatus(ActivityStatusCode.Error, "cancelled");
+                activity?.Stop();
+                Log.RequestCancelled(_logger, request.ResponseId, output.Count, "while generating");
+            });
         }
         catch (Exception e)
         {
-            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
-            activity?.SetTag("error.type", e.GetType().FullName);
-            activity?.Stop();
-            Log.RequestFailed(_logger, request.ResponseId, e);
             request.Fail(e);
+            Safely(() =>
+            {
+                activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+                activity?.SetTag("error.type", e.GetType().FullName);
+                activity?.Stop();
+                Log.RequestFailed(_logger, request.ResponseId, e);
+            });
         }
     }
 

@@ -138,7 +138,9 @@ internal static class RequestPlanner
             PromptTokenIds = prompt,
             Sampling = sampling,
             MaxOutputTokens = maxOutput,
-            StopSequences = stops,
+            // Constrained output ends when the grammar says so: a stop string such as "}" or "\n" inside the JSON would
+            // cut it into something that no longer parses.
+            StopSequences = grammar is null ? stops : [],
             DroppedMessages = dropped,
             IgnoredTools = tools.Ignored,
             TokenMask = grammar is null ? null
