@@ -46,6 +46,22 @@ public class ContextAndServiceTests(Stories260KModel stories, TinyLlama3Model ll
     }
 
     [Fact]
+    public async Task TheDropPolicyRemovesAToolCallTogetherWithItsResult()
+    {
+        using DuQuantChatClient client = stories.Client(o => { o.ContextLength = 64; o.ContextOverflowPolicy = ContextOverflowPolicy.DropOldestMessages; });
+        List<ChatMessage> history =
+        [
+            new(ChatRole.Assistant, [new FunctionCallContent("c1", "lookup", new Dictionary<string, object?> { ["q"] = Long[..200] })]),
+            new(ChatRole.Tool, [new FunctionResultContent("c1", Long[..40])]),
+            new(ChatRole.User, "Once upon a time"),
+        ];
+        ChatResponse r = await client.GetResponseAsync(history, new() { MaxOutputTokens = 5, Temperature = 0 }, TestContext.Current.CancellationToken);
+
+        // Dropping the call alone would have fitted; its result must go with it.
+        Assert.Equal(2, r.Completion().DroppedMessages);
+    }
+
+    [Fact]
     public void GetServiceExposesMetadataEngineTokenizerAndBackend()
     {
         using DuQuantChatClient client = llama.Client(o => o.ModelId = "tiny");

@@ -205,6 +205,14 @@ internal static class RequestPlanner
 
             messages.RemoveAt(victim);
             dropped++;
+            // A tool call and its results go together: an ipython turn without the call it answers (or the reverse)
+            // breaks the LLaMA-3.1 tool format.
+            while (victim < messages.Count - 1 && messages[victim].Role == ChatRole.Tool)
+            {
+                messages.RemoveAt(victim);
+                dropped++;
+            }
+
             prompt = RenderOnce();
         }
 
