@@ -30,11 +30,15 @@ internal static class JsonText
     public static string Compact(JsonElement value)
     {
         var text = new StringBuilder();
-        AppendCompact(text, value);
+        Append(text, value, ",", ":");
         return text.ToString();
     }
 
-    private static void AppendCompact(StringBuilder text, JsonElement value)
+    /// <summary>
+    /// Writes <paramref name="value"/> with the given separators between items and after keys: compact ("," ":") for
+    /// grammar output, Python json.dumps style (", " ": ") for the LLaMA-3.1 tool format.
+    /// </summary>
+    internal static void Append(StringBuilder text, JsonElement value, string itemSeparator, string keySeparator)
     {
         switch (value.ValueKind)
         {
@@ -43,8 +47,8 @@ internal static class JsonText
                 bool first = true;
                 foreach (JsonProperty p in value.EnumerateObject())
                 {
-                    text.Append(first ? "" : ",").Append(Quote(p.Name)).Append(':');
-                    AppendCompact(text, p.Value);
+                    text.Append(first ? "" : itemSeparator).Append(Quote(p.Name)).Append(keySeparator);
+                    Append(text, p.Value, itemSeparator, keySeparator);
                     first = false;
                 }
 
@@ -55,8 +59,8 @@ internal static class JsonText
                 int i = 0;
                 foreach (JsonElement item in value.EnumerateArray())
                 {
-                    text.Append(i++ == 0 ? "" : ",");
-                    AppendCompact(text, item);
+                    text.Append(i++ == 0 ? "" : itemSeparator);
+                    Append(text, item, itemSeparator, keySeparator);
                 }
 
                 text.Append(']');

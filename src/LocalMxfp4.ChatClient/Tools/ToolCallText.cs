@@ -84,44 +84,7 @@ internal static class ToolCallText
     }
 
     /// <summary>A JSON value with Python <c>json.dumps</c> separators (", " and ": "), strings minimally escaped.</summary>
-    public static void AppendPythonStyle(StringBuilder text, JsonElement value)
-    {
-        switch (value.ValueKind)
-        {
-            case JsonValueKind.Object:
-                text.Append('{');
-                bool first = true;
-                foreach (JsonProperty p in value.EnumerateObject())
-                {
-                    text.Append(first ? "" : ", ").Append(JsonText.Quote(p.Name)).Append(": ");
-                    AppendPythonStyle(text, p.Value);
-                    first = false;
-                }
-
-                text.Append('}');
-                break;
-            case JsonValueKind.Array:
-                text.Append('[');
-                int i = 0;
-                foreach (JsonElement item in value.EnumerateArray())
-                {
-                    text.Append(i++ == 0 ? "" : ", ");
-                    AppendPythonStyle(text, item);
-                }
-
-                text.Append(']');
-                break;
-            case JsonValueKind.String:
-                text.Append(JsonText.Quote(value.GetString()!));
-                break;
-            case JsonValueKind.Undefined:
-                text.Append("null");
-                break;
-            default:
-                text.Append(value.GetRawText());
-                break;
-        }
-    }
+    public static void AppendPythonStyle(StringBuilder text, JsonElement value) => JsonText.Append(text, value, ", ", ": ");
 
     /// <summary>A fresh call id: LLaMA writes none, and the id must round-trip through <c>FunctionResultContent.CallId</c>.</summary>
     public static string NewCallId() => "call_" + RandomNumberGenerator.GetHexString(16, lowercase: true);
