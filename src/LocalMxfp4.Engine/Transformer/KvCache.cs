@@ -33,12 +33,6 @@ public sealed class KvCache
     /// <summary>Bytes held.</summary>
     public long Bytes => 2L * _keys.Length * Capacity * Width * sizeof(float);
 
-    /// <summary>Layer <paramref name="layer"/>'s keys for positions <c>[0, count)</c>.</summary>
-    public Span<float> Keys(int layer, int count) => _keys[layer].AsSpan(0, count * Width);
-
-    /// <summary>Layer <paramref name="layer"/>'s values for positions <c>[0, count)</c>.</summary>
-    public Span<float> Values(int layer, int count) => _values[layer].AsSpan(0, count * Width);
-
     /// <summary>Layer <paramref name="layer"/>'s whole key array (parallel loops capture arrays, not spans).</summary>
     internal float[] KeyStorage(int layer) => _keys[layer];
 

@@ -44,9 +44,6 @@ public sealed class TransformerSession : IInferenceSession
     /// <inheritdoc />
     public int ContextLength => _cache.Capacity;
 
-    /// <summary>The cache, for inspection.</summary>
-    public KvCache Cache => _cache;
-
     /// <inheritdoc />
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits)
     {
