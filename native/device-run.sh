@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (no .NET there; see ../shared/device/README.md): build the kernels with the machine's
 # CUDA, disassemble, run the GPU tests plainly and under compute-sanitizer, run `lmx bench --backend cuda`, and look for
-# pretrained LLaMA weights already on the machine. Expects .device/ from ../shared/device/pack.sh
-# (src/LocalMxfp4.Cli tests/LocalMxfp4.Cuda.Tests). Everything lands in $OUT.
+# pretrained LLaMA weights already on the machine. Expects .device/ from native/device-pack.sh (lmx and the CUDA tests,
+# published by ../shared/device/pack.sh and pruned under the carry limit). Everything lands in $OUT.
 #   usage: bash native/device-run.sh [steps…]   steps: build sass tests bench profile look sanitize (default: all but profile)
 set -uo pipefail
 OUT=${OUT:-/tmp/lmx-out}
@@ -26,8 +26,8 @@ if has sass; then
   echo "== disassembly"
   {
     for arch in sm_90 sm_90a sm_100a sm_120a; do
-      echo "-- $arch: instruction counts per kernel (IMMA = int8 tensor core, IDP.4A = dp4a, PRMT = nibble lookup)"
-      cuobjdump -sass -arch $arch /tmp/nb/localmxfp4_kernels.fatbin 2>/dev/null | awk '/Function :/{f=$3} /IMMA|IDP\.4A|HMMA|LDL|STL/{for(i=1;i<=NF;i++) if($i ~ /^(IMMA|IDP|HMMA|LDL|STL)/){c[f" "$i]++; break}} END{for(k in c) print "  " k, c[k]}' | sort
+      echo "-- $arch: instruction counts per kernel (IMMA = int8 tensor core, QMMA = fp8 tensor core, IDP.4A = dp4a)"
+      cuobjdump -sass -arch $arch /tmp/nb/localmxfp4_kernels.fatbin 2>/dev/null | awk '/Function :/{f=$3} /IMMA|QMMA|IDP\.4A|HMMA|LDL|STL/{for(i=1;i<=NF;i++) if($i ~ /^(IMMA|QMMA|IDP|HMMA|LDL|STL)/){c[f" "$i]++; break}} END{for(k in c) print "  " k, c[k]}' | sort
     done
     echo "-- localmxfp4_blackwell.fatbin (sm_120a): block-scaled FP4 MMA instructions"
     cuobjdump -sass /tmp/nb/localmxfp4_blackwell.fatbin 2>&1 | grep -E "Function|arch|MMA" | head -20

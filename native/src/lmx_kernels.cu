@@ -155,6 +155,64 @@ LMX_KERNEL void __launch_bounds__(256) lmx_quantize(
 // grid stride; lane = block, four blocks per lane and row per step with all weight loads issued before the first use.
 // packed [rows, paddedBlocks, 16], scales [rows, paddedBlocks]; codes/exps of one token.
 // grid ≤ ceil(rows / 16) (the host caps it at 4 CTAs per SM), block 256, dynamic smem 33 bytes per block (16-aligned).
+namespace {
+constexpr int kGemvUnroll = 4;
+
+// Weights of one row pair for one step: blocks b0 + 32u (u < kGemvUnroll) of rows r0 and r1, below bEnd.
+struct GemvPairStep {
+    uint4 w0[kGemvUnroll], w1[kGemvUnroll];
+    int ew0[kGemvUnroll], ew1[kGemvUnroll];
+
+    __device__ __forceinline__ void load(const uint8_t* packed, const uint8_t* scales, int paddedBlocks, int r0, int r1, int b0, int bEnd) {
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; u++) {
+            int b = b0 + 32 * u;
+            if (b < bEnd) {
+                w0[u] = load_stream_16(packed + ((size_t)r0 * paddedBlocks + b) * 16);
+                w1[u] = load_stream_16(packed + ((size_t)r1 * paddedBlocks + b) * 16);
+                ew0[u] = __ldg(scales + (size_t)r0 * paddedBlocks + b);
+                ew1[u] = __ldg(scales + (size_t)r1 * paddedBlocks + b);
+            }
+        }
+    }
+
+    // acc (+)= Σ_b factor(ea_b, ew_b) · Σ int8a·int8w over the loaded blocks; activations from shared memory.
+    __device__ __forceinline__ void accumulate(const int4* actLo, const int4* actHi, const uint8_t* actExp, int b0, int bEnd,
+                                               float& acc0, float& acc1) const {
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; u++) {
+            int b = b0 + 32 * u;
+            if (b < bEnd) {
+                int4 a0 = actLo[b], a1 = actHi[b];
+                int ea = actExp[b];
+                int2 q;
+                int sum0 = 0, sum1 = 0;
+                q = nibbles_to_int8(w0[u].x); sum0 = __dp4a(q.x, a0.x, sum0); sum0 = __dp4a(q.y, a0.y, sum0);
+                q = nibbles_to_int8(w0[u].y); sum0 = __dp4a(q.x, a0.z, sum0); sum0 = __dp4a(q.y, a0.w, sum0);
+                q = nibbles_to_int8(w0[u].z); sum0 = __dp4a(q.x, a1.x, sum0); sum0 = __dp4a(q.y, a1.y, sum0);
+                q = nibbles_to_int8(w0[u].w); sum0 = __dp4a(q.x, a1.z, sum0); sum0 = __dp4a(q.y, a1.w, sum0);
+                q = nibbles_to_int8(w1[u].x); sum1 = __dp4a(q.x, a0.x, sum1); sum1 = __dp4a(q.y, a0.y, sum1);
+                q = nibbles_to_int8(w1[u].y); sum1 = __dp4a(q.x, a0.z, sum1); sum1 = __dp4a(q.y, a0.w, sum1);
+                q = nibbles_to_int8(w1[u].z); sum1 = __dp4a(q.x, a1.x, sum1); sum1 = __dp4a(q.y, a1.y, sum1);
+                q = nibbles_to_int8(w1[u].w); sum1 = __dp4a(q.x, a1.z, sum1); sum1 = __dp4a(q.y, a1.w, sum1);
+                acc0 = fmaf(block_factor(ea, ew0[u]), (float)sum0, acc0);
+                acc1 = fmaf(block_factor(ea, ew1[u]), (float)sum1, acc1);
+            }
+        }
+    }
+};
+
+// The token's activation codes into shared memory: two 16-byte planes (conflict-free reads by lane = block) and exponents.
+__device__ __forceinline__ void gemv_stage_activations(const int8_t* codes, const uint8_t* exps, int paddedBlocks, int4* actLo, int4* actHi, uint8_t* actExp) {
+    const int4* src = reinterpret_cast<const int4*>(codes);
+    for (int i = threadIdx.x; i < paddedBlocks; i += blockDim.x) {
+        actLo[i] = src[2 * i];
+        actHi[i] = src[2 * i + 1];
+        actExp[i] = exps[i];
+    }
+}
+}  // namespace
+
 LMX_KERNEL void __launch_bounds__(256, 4) lmx_gemv(
     const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales, int rows, int paddedBlocks,
     const int8_t* __restrict__ codes, const uint8_t* __restrict__ exps, float* __restrict__ y, int accumulate) {
@@ -165,73 +223,237 @@ LMX_KERNEL void __launch_bounds__(256, 4) lmx_gemv(
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int pairs = (rows + 1) >> 1;
     const int stride = gridDim.x * 8;
-    constexpr int U = 4;
-    uint4 w0[U], w1[U];
-    int ew0[U], ew1[U];
-    auto load = [&](int pair, int b0) {
-        const int r0 = 2 * pair;
-        const int r1 = r0 + 1 < rows ? r0 + 1 : r0;
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            int b = b0 + 32 * u;
-            if (b < paddedBlocks) {
-                w0[u] = load_stream_16(packed + ((size_t)r0 * paddedBlocks + b) * 16);
-                w1[u] = load_stream_16(packed + ((size_t)r1 * paddedBlocks + b) * 16);
-                ew0[u] = __ldg(scales + (size_t)r0 * paddedBlocks + b);
-                ew1[u] = __ldg(scales + (size_t)r1 * paddedBlocks + b);
-            }
-        }
-    };
+    GemvPairStep step;
+    auto rowsOf = [&](int pair, int& r0, int& r1) { r0 = 2 * pair; r1 = r0 + 1 < rows ? r0 + 1 : r0; };
 
     // Weights do not depend on the previous kernel: start streaming them before waiting for it.
     int pair = blockIdx.x * 8 + warp;
-    if (pair < pairs) load(pair, lane);
+    int r0, r1;
+    if (pair < pairs) {
+        rowsOf(pair, r0, r1);
+        step.load(packed, scales, paddedBlocks, r0, r1, lane, paddedBlocks);
+    }
     pdl_trigger();
     pdl_wait();
-    const int4* src = reinterpret_cast<const int4*>(codes);
-    for (int i = threadIdx.x; i < paddedBlocks; i += 256) {
-        actLo[i] = src[2 * i];
-        actHi[i] = src[2 * i + 1];
-        actExp[i] = exps[i];
-    }
+    gemv_stage_activations(codes, exps, paddedBlocks, actLo, actHi, actExp);
     __syncthreads();
 
     for (; pair < pairs; pair += stride) {
-        const int r0 = 2 * pair;
-        const bool two = r0 + 1 < rows;
+        rowsOf(pair, r0, r1);
         float acc0 = 0.0f, acc1 = 0.0f;
-        for (int b0 = lane; b0 < paddedBlocks; b0 += 32 * U) {
-            if (b0 != lane) load(pair, b0);  // the first step was loaded ahead
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                int b = b0 + 32 * u;
-                if (b < paddedBlocks) {
-                    int4 a0 = actLo[b], a1 = actHi[b];
-                    int ea = actExp[b];
-                    int2 q;
-                    int sum0 = 0, sum1 = 0;
-                    q = nibbles_to_int8(w0[u].x); sum0 = __dp4a(q.x, a0.x, sum0); sum0 = __dp4a(q.y, a0.y, sum0);
-                    q = nibbles_to_int8(w0[u].y); sum0 = __dp4a(q.x, a0.z, sum0); sum0 = __dp4a(q.y, a0.w, sum0);
-                    q = nibbles_to_int8(w0[u].z); sum0 = __dp4a(q.x, a1.x, sum0); sum0 = __dp4a(q.y, a1.y, sum0);
-                    q = nibbles_to_int8(w0[u].w); sum0 = __dp4a(q.x, a1.z, sum0); sum0 = __dp4a(q.y, a1.w, sum0);
-                    q = nibbles_to_int8(w1[u].x); sum1 = __dp4a(q.x, a0.x, sum1); sum1 = __dp4a(q.y, a0.y, sum1);
-                    q = nibbles_to_int8(w1[u].y); sum1 = __dp4a(q.x, a0.z, sum1); sum1 = __dp4a(q.y, a0.w, sum1);
-                    q = nibbles_to_int8(w1[u].z); sum1 = __dp4a(q.x, a1.x, sum1); sum1 = __dp4a(q.y, a1.y, sum1);
-                    q = nibbles_to_int8(w1[u].w); sum1 = __dp4a(q.x, a1.z, sum1); sum1 = __dp4a(q.y, a1.w, sum1);
-                    acc0 = fmaf(block_factor(ea, ew0[u]), (float)sum0, acc0);
-                    acc1 = fmaf(block_factor(ea, ew1[u]), (float)sum1, acc1);
-                }
-            }
+        for (int b0 = lane; b0 < paddedBlocks; b0 += 32 * kGemvUnroll) {
+            if (b0 != lane) step.load(packed, scales, paddedBlocks, r0, r1, b0, paddedBlocks);  // the first step was loaded ahead
+            step.accumulate(actLo, actHi, actExp, b0, paddedBlocks, acc0, acc1);
         }
-        if (pair + stride < pairs) load(pair + stride, lane);  // next pair's first step, in flight during the reduction
+        if (pair + stride < pairs) {  // next pair's first step, in flight during the reduction
+            int n0, n1;
+            rowsOf(pair + stride, n0, n1);
+            step.load(packed, scales, paddedBlocks, n0, n1, lane, paddedBlocks);
+        }
         acc0 = warp_sum(acc0);
         acc1 = warp_sum(acc1);
         if (lane == 0) {
             y[r0] = accumulate ? y[r0] + acc0 : acc0;
-            if (two) y[r0 + 1] = accumulate ? y[r0 + 1] + acc1 : acc1;
+            if (r1 != r0) y[r1] = accumulate ? y[r1] + acc1 : acc1;
         }
     }
 }
+
+// The dp4a GEMV with the blocks split over splitK warps (1, 2, 4 or 8) for matrices with few rows (o, down), where one
+// warp per row pair leaves most SMs short of loads in flight. A CTA's 8 warps are 8/splitK row pairs × splitK slices;
+// the slices meet in shared memory. grid ceil(ceil(rows / 2) / (8 / splitK)), block 256, dynamic smem as lmx_gemv + 64.
+LMX_KERNEL void __launch_bounds__(256) lmx_gemv_split(
+    const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales, int rows, int paddedBlocks,
+    const int8_t* __restrict__ codes, const uint8_t* __restrict__ exps, float* __restrict__ y, int accumulate, int splitK) {
+    extern __shared__ __align__(16) unsigned char gemvSmem[];
+    int4* actLo = reinterpret_cast<int4*>(gemvSmem);
+    int4* actHi = actLo + paddedBlocks;
+    uint8_t* actExp = reinterpret_cast<uint8_t*>(actHi + paddedBlocks);
+    float* partial = reinterpret_cast<float*>(gemvSmem + (((size_t)paddedBlocks * 33 + 15) & ~(size_t)15));  // [8 warps][2 rows]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int pairsPerCta = 8 / splitK;
+    const int pair = blockIdx.x * pairsPerCta + warp / splitK, slice = warp % splitK;
+    // Slices of whole 32-block strides, so every lane keeps the same blocks mod 32.
+    const int strides = (paddedBlocks + 31) / 32;
+    const int bBegin = 32 * (strides * slice / splitK), bEnd = min(paddedBlocks, 32 * (strides * (slice + 1) / splitK));
+    const int r0 = min(2 * pair, rows - 1), r1 = min(2 * pair + 1, rows - 1);
+    const bool active = 2 * pair < rows;
+    GemvPairStep step;
+    if (active) step.load(packed, scales, paddedBlocks, r0, r1, bBegin + lane, bEnd);
+    pdl_trigger();
+    pdl_wait();
+    gemv_stage_activations(codes, exps, paddedBlocks, actLo, actHi, actExp);
+    __syncthreads();
+
+    float acc0 = 0.0f, acc1 = 0.0f;
+    if (active) {
+        for (int b0 = bBegin + lane; b0 < bEnd; b0 += 32 * kGemvUnroll) {
+            if (b0 != bBegin + lane) step.load(packed, scales, paddedBlocks, r0, r1, b0, bEnd);
+            step.accumulate(actLo, actHi, actExp, b0, bEnd, acc0, acc1);
+        }
+    }
+    acc0 = warp_sum(acc0);
+    acc1 = warp_sum(acc1);
+    if (lane == 0) {
+        partial[warp * 2] = acc0;
+        partial[warp * 2 + 1] = acc1;
+    }
+    __syncthreads();
+    if (threadIdx.x < pairsPerCta * 2) {
+        const int p = threadIdx.x >> 1, k = threadIdx.x & 1;
+        const int r = (blockIdx.x * pairsPerCta + p) * 2 + k;
+        if (r < rows) {
+            float sum = 0.0f;
+            for (int sl = 0; sl < splitK; sl++) sum += partial[(p * splitK + sl) * 2 + k];
+            y[r] = accumulate ? y[r] + sum : sum;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decode GEMV, W4A4 exact, on the FP8 tensor cores (compute capability ≥ 8.9, PTX ≥ 8.4 — absent from older builds; the
+// host falls back to lmx_gemv). Why: lmx_gemv spends ~14 integer instructions per 8 weights on the nibble → int8 table
+// lookup, and integer instructions issue at half the FP32 rate, so it cannot stream weights at full bandwidth. Here an
+// E2M1 nibble becomes an e4m3 byte by moving bits (sign → bit 7, exponent+mantissa → bits 4..2: value · 2^-6, exact,
+// subnormals included), 3 instructions per 4 weights, and one mma.sync m16n8k32 e4m3 (f32 accumulate) takes 16 block
+// products at once. Every product (a·w·2^-12, |a·w| ≤ 36) and every 32-term sum is exact in f32, so a block sum is the
+// same integer as the dp4a kernel's (D = S · 2^-14) and y gets the same terms S · 2^(ea+ew−256).
+// Tiling: an mma computes D[16 × 8] = A[16 × 32] · B[32 × 8]. A row g (and g + 8) of the mma is (weight row r0 + (g & 1)
+// (resp. r0 + 2 + (g & 1)), block b + g/2); B column n is the activation block b + n/2. So 4 rows × 4 blocks go through
+// one instruction, and the wanted block sums are the "diagonal" D[g][n] with g/2 = n/2: lane (g, t) holds them when
+// t = g/2 (d0 for its first row, d2 for its second); the other lanes' products are discarded before the reduction.
+// Each lane loads word t (4 bytes) of its two (row, block) pairs: a warp load reads 2 × 64 contiguous bytes.
+// A warp owns a quad of rows and a 1/splitK slice of the blocks; the CTA (8 warps = 8/splitK quads) adds the slices.
+// grid ceil(ceil(rows / 4) / (8 / splitK)), block 256, dynamic smem paddedBlocks · 36 + 128 bytes.
+#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 4))
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 890
+#define LMX_GEMV_FP8 1
+#endif
+#endif
+
+#if defined(LMX_GEMV_FP8)
+namespace {
+// Four doubled-E2M1 int8 values (0, ±1 … ±12) → four e4m3 bytes of value/2 · 2^-6.
+__device__ __forceinline__ uint32_t doubled_to_e4m3x4(uint32_t v) {
+    uint32_t out = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int d = (int)(int8_t)(v >> (8 * i));
+        int m = d < 0 ? -d : d;
+        uint32_t code = m <= 4 ? (uint32_t)m : (m == 6 ? 5u : (m == 8 ? 6u : 7u));
+        out |= ((d < 0 ? 0x80u : 0u) | (code << 2)) << (8 * i);
+    }
+    return out;
+}
+
+// Even nibbles (low half of each byte) and odd nibbles (high half) of a weight word as e4m3 bytes.
+__device__ __forceinline__ uint32_t even_e4m3(uint32_t q) { return ((q << 4) & 0x80808080u) | ((q << 2) & 0x1C1C1C1Cu); }
+__device__ __forceinline__ uint32_t odd_e4m3(uint32_t q) { return (q & 0x80808080u) | ((q >> 2) & 0x1C1C1C1Cu); }
+
+__device__ __forceinline__ uint32_t load_stream_4(const void* p) {
+    uint32_t v;
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+}  // namespace
+
+LMX_KERNEL void __launch_bounds__(256) lmx_gemv_fp8(
+    const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales, int rows, int paddedBlocks,
+    const int8_t* __restrict__ codes, const uint8_t* __restrict__ exps, float* __restrict__ y, int accumulate, int splitK) {
+    extern __shared__ __align__(16) unsigned char fp8Smem[];
+    uint2* act = reinterpret_cast<uint2*>(fp8Smem);                                  // [paddedBlocks · 4] {even, odd}
+    float* actScale = reinterpret_cast<float*>(fp8Smem + (size_t)paddedBlocks * 32);  // [paddedBlocks] 2^(ea − 115)
+    float* partial = actScale + paddedBlocks;                                         // [8 warps][4 rows]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int quadsPerCta = 8 / splitK;
+    const int quad = blockIdx.x * quadsPerCta + warp / splitK, slice = warp % splitK;
+    const int steps = paddedBlocks >> 2;  // mma steps of 4 blocks
+    const int jBegin = (int)((long)steps * slice / splitK), jEnd = (int)((long)steps * (slice + 1) / splitK);
+    const int r0 = quad * 4;
+    const int rowA = min(r0 + (g & 1), rows - 1), rowB = min(r0 + 2 + (g & 1), rows - 1);
+    const uint8_t* pA = packed + ((size_t)rowA * paddedBlocks + (g >> 1)) * 16 + 4 * t;
+    const uint8_t* pB = packed + ((size_t)rowB * paddedBlocks + (g >> 1)) * 16 + 4 * t;
+    const uint8_t* sA = scales + (size_t)rowA * paddedBlocks + (g >> 1);
+    const uint8_t* sB = scales + (size_t)rowB * paddedBlocks + (g >> 1);
+    const bool active = r0 < rows;
+
+    constexpr int U = 8;
+    uint32_t wa[U], wb[U];
+    int ewa[U], ewb[U];
+    auto load = [&](int j0) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int j = j0 + u;
+            if (active && j < jEnd) {
+                wa[u] = load_stream_4(pA + (size_t)j * 64);
+                wb[u] = load_stream_4(pB + (size_t)j * 64);
+                ewa[u] = __ldg(sA + 4 * j);
+                ewb[u] = __ldg(sB + 4 * j);
+            }
+        }
+    };
+
+    load(jBegin);  // weights do not depend on the previous kernel
+    pdl_trigger();
+    pdl_wait();
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(codes);
+    for (int i = threadIdx.x; i < paddedBlocks * 4; i += 256) {
+        act[i] = make_uint2(doubled_to_e4m3x4(src[2 * i]), doubled_to_e4m3x4(src[2 * i + 1]));
+    }
+    for (int i = threadIdx.x; i < paddedBlocks; i += 256) {
+        int ea = exps[i];
+        actScale[i] = ea == 255 ? __int_as_float(0x7FC00000) : __int_as_float(min(ea + 12, 254) << 23);  // 2^(ea − 115)
+    }
+    __syncthreads();
+
+    float acc0 = 0.0f, acc1 = 0.0f;
+    if (active) {
+        for (int j0 = jBegin; j0 < jEnd; j0 += U) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int j = j0 + u;
+                if (j < jEnd) {
+                    const int blk = 4 * j + (g >> 1);
+                    uint2 b = act[blk * 4 + t];
+                    float fa = actScale[blk];
+                    float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                        : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
+                        : "r"(even_e4m3(wa[u])), "r"(even_e4m3(wb[u])), "r"(odd_e4m3(wa[u])), "r"(odd_e4m3(wb[u])), "r"(b.x), "r"(b.y));
+                    acc0 = fmaf(d0 * fa, __int_as_float(ewa[u] << 23), acc0);
+                    acc1 = fmaf(d2 * fa, __int_as_float(ewb[u] << 23), acc1);
+                }
+            }
+            if (j0 + U < jEnd) load(j0 + U);
+        }
+    }
+    // Keep the diagonal lanes (t = g/2); sum lanes of the same row parity (lane bit 2 = g & 1).
+    const bool diagonal = t == (g >> 1);
+    acc0 = diagonal ? acc0 : 0.0f;
+    acc1 = diagonal ? acc1 : 0.0f;
+#pragma unroll
+    for (int o = 1; o <= 16; o <<= 1) {
+        if (o == 4) continue;
+        acc0 += __shfl_xor_sync(0xFFFFFFFFu, acc0, o);
+        acc1 += __shfl_xor_sync(0xFFFFFFFFu, acc1, o);
+    }
+    // lane 0: rows r0 (acc0), r0 + 2 (acc1); lane 4: rows r0 + 1, r0 + 3.
+    if (lane == 0) { partial[warp * 4 + 0] = acc0; partial[warp * 4 + 2] = acc1; }
+    if (lane == 4) { partial[warp * 4 + 1] = acc0; partial[warp * 4 + 3] = acc1; }
+    __syncthreads();
+    if (threadIdx.x < quadsPerCta * 4) {
+        const int q = threadIdx.x >> 2, k = threadIdx.x & 3;
+        const int r = (blockIdx.x * quadsPerCta + q) * 4 + k;
+        if (r < rows) {
+            float sum = 0.0f;
+            for (int s = 0; s < splitK; s++) sum += partial[(q * splitK + s) * 4 + k];
+            y[r] = accumulate ? y[r] + sum : sum;
+        }
+    }
+}
+#endif
 
 // The exact integer block sums of every (row, block) for one token: sums [rows, paddedBlocks]. For tests.
 LMX_KERNEL void lmx_block_sums(
@@ -441,7 +663,8 @@ LMX_KERNEL void __launch_bounds__(256) lmx_rmsnorm(const float* __restrict__ x, 
 // RoPE (HF rotate_half) on q and k of every token, in place in the fused qkv rows, then k and v into the cache.
 // qkv [tokens, stride]: q (heads·D) | k (kvHeads·D) | v (kvHeads·D). cos/sin tables [context, D/2] computed on the
 // host in float64 as RotaryEmbedding.Angles does. Cache per layer: [kvHeads, context, D]. Position of token 0 at *pos.
-// grid tokens, block 256.
+// grid (tokens, slices), block 256: the (head, pair) items of a token are spread over gridDim.y CTAs, since one CTA per
+// token left decode waiting on one SM walking 2,560 rotations (ncu: 10 µs).
 template <typename KV>
 __device__ void rope_kv(float* qkv, int stride, int heads, int kvHeads, int D, const float* cosT, const float* sinT,
                         const int* pos, int context, KV* kc, KV* vc) {
@@ -454,8 +677,9 @@ __device__ void rope_kv(float* qkv, int stride, int heads, int kvHeads, int D, c
     const float* c = cosT + (size_t)p * half;
     const float* s = sinT + (size_t)p * half;
     const int pairs = (heads + kvHeads) * half;
+    const int first = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
 #pragma unroll 4
-    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+    for (int i = first; i < pairs; i += step) {
         int h = i / half, j = i % half;
         float* head = row + h * D;
         float a = head[j], b = head[j + half];
@@ -471,7 +695,7 @@ __device__ void rope_kv(float* qkv, int stride, int heads, int kvHeads, int D, c
         }
     }
     const float* v = row + (heads + kvHeads) * D;
-    for (int i = threadIdx.x; i < kvHeads * D; i += blockDim.x) {
+    for (int i = first; i < kvHeads * D; i += step) {
         int kh = i / D, d = i % D;
         store_kv(vc + ((size_t)kh * context + p) * D + d, v[i]);
     }
@@ -636,20 +860,26 @@ LMX_KERNEL void __launch_bounds__(128) lmx_attention_f32(const float* q, int qSt
 
 // Decode attention (one token, head_dim ≤ 128, chunks of 32 positions): same outputs as attention_chunk, but every
 // global load of the CTA — q, the chunk's keys and values — is issued together up front, so the kernel waits for memory
-// about twice instead of once per phase. grid (kvHeads, chunks, 1), block 128.
+// about twice instead of once per phase. At short contexts only a few CTAs have work and each runs alone on its SM, so
+// the kernel's time is one warp's instruction chain: 8 warps share a chunk (4 positions each for the scores, two
+// position slices for P·V) and the GQA group loops are unrolled to MG = 4 when the group fits (LLaMA-3 8B/1B/3B),
+// which an ncu pass showed cutting nothing but serial instructions. grid (kvHeads, chunks, 1), block 256.
 namespace {
-constexpr int kDecodeChunk = 32;
+constexpr int kDecodeChunk = 32, kDecodeThreads = 256;
 }
 
-template <typename KV>
+template <typename KV, int MG>
 __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int context, int D, int heads, int kvHeads,
                                  int chunks, const int* pos, float scale, float* partO, float* partML) {
     pdl_trigger();
     pdl_wait();
-    __shared__ float qs[kMaxGroup * 128];
-    __shared__ float sc[kMaxGroup * kDecodeChunk];
-    __shared__ float red[kMaxGroup * kAttnThreads];
-    __shared__ float stats[kMaxGroup * 2];
+    constexpr int kWarps = kDecodeThreads / 32, kPerWarp = kDecodeChunk / kWarps;
+    constexpr int kQ = MG * 128 / kDecodeThreads > 0 ? MG * 128 / kDecodeThreads : 1;
+    constexpr int kV = kDecodeChunk * 128 / kDecodeThreads;  // positions per P·V slice when D = 128 (more slices when D < 128)
+    __shared__ float qs[MG * 128];
+    __shared__ float sc[MG * kDecodeChunk];
+    __shared__ float red[MG * kDecodeThreads];
+    __shared__ float stats[MG * 2];
     const int kvh = blockIdx.x, c = blockIdx.y;
     const int group = heads / kvHeads;
     const int start = c * kDecodeChunk;
@@ -666,46 +896,46 @@ __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int
     }
     const int n = end - start;
 
-    // Issue every load: q → registers, keys (warp w: positions 8w…8w+7, lane: d = lane + 32e), values (thread: d, slice).
-    float qv[kMaxGroup * 128 / kAttnThreads];
+    // Issue every load: q → registers, keys (warp w: positions kPerWarp·w…, lane: d = lane + 32e), values (thread: d, slice).
+    float qv[kQ];
 #pragma unroll
-    for (int i = 0; i < kMaxGroup * 128 / kAttnThreads; i++) {
-        int k = tid + i * kAttnThreads;
+    for (int i = 0; i < kQ; i++) {
+        int k = tid + i * kDecodeThreads;
         qv[i] = k < group * D ? q[(size_t)(kvh * group) * D + k] : 0.0f;
     }
     const KV* kbase = kc + ((size_t)kvh * context + start) * D;
     const KV* vbase = vc + ((size_t)kvh * context + start) * D;
-    float kr[8][4];
+    float kr[kPerWarp][4];
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int p = warp * 8 + i;
+    for (int i = 0; i < kPerWarp; i++) {
+        int p = warp * kPerWarp + i;
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int d = lane + 32 * e;
             kr[i][e] = (p < n && d < D) ? to_float(kbase[(size_t)p * D + d]) : 0.0f;
         }
     }
-    const int width = D, slices = kAttnThreads / width;
+    const int width = D, slices = kDecodeThreads / width;
     const int d = tid % width, slice = tid / width;
-    float vr[kDecodeChunk];
+    float vr[kV];
 #pragma unroll
-    for (int i = 0; i < kDecodeChunk; i++) {
+    for (int i = 0; i < kV; i++) {
         int p = slice + i * slices;
         vr[i] = (slice < slices && p < n) ? to_float(vbase[(size_t)p * D + d]) : 0.0f;
     }
 #pragma unroll
-    for (int i = 0; i < kMaxGroup * 128 / kAttnThreads; i++) {
-        int k = tid + i * kAttnThreads;
+    for (int i = 0; i < kQ; i++) {
+        int k = tid + i * kDecodeThreads;
         if (k < group * D) qs[k] = qv[i];
     }
     __syncthreads();
 
     // Scores.
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int p = warp * 8 + i;
+    for (int i = 0; i < kPerWarp; i++) {
+        int p = warp * kPerWarp + i;
 #pragma unroll
-        for (int j = 0; j < kMaxGroup; j++) {
+        for (int j = 0; j < MG; j++) {
             if (j < group) {
                 float dot = 0.0f;
 #pragma unroll
@@ -721,7 +951,7 @@ __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int
     __syncthreads();
 
     // Softmax statistics per head.
-    for (int j = warp; j < group; j += kAttnThreads / 32) {
+    for (int j = warp; j < group; j += kWarps) {
         float s = lane < n ? sc[j * kDecodeChunk + lane] : -INFINITY;
         float m = warp_max(s);
         float e = lane < n ? expf(fmaxf(s - m, -87.0f)) : 0.0f;
@@ -734,14 +964,14 @@ __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int
     }
     __syncthreads();
 
-    // o[j][d] = Σ_p e[j][p] · V[p][d].
+    // o[j][d] = Σ_p e[j][p] · V[p][d], per slice of positions.
     if (slice < slices) {
 #pragma unroll
-        for (int j = 0; j < kMaxGroup; j++) {
+        for (int j = 0; j < MG; j++) {
             if (j < group) {
                 float o = 0.0f;
 #pragma unroll
-                for (int i = 0; i < kDecodeChunk; i++) {
+                for (int i = 0; i < kV; i++) {
                     int p = slice + i * slices;
                     if (p < n) o = fmaf(sc[j * kDecodeChunk + p], vr[i], o);
                 }
@@ -750,7 +980,7 @@ __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int
         }
     }
     __syncthreads();
-    for (int i = tid; i < group * width; i += kAttnThreads) {
+    for (int i = tid; i < group * width; i += kDecodeThreads) {
         int j = i / width, dd = i % width;
         float sum = 0.0f;
         for (int sl = 0; sl < slices; sl++) sum += red[(j * slices + sl) * width + dd];
@@ -763,15 +993,16 @@ __device__ void attention_decode(const float* q, const KV* kc, const KV* vc, int
     }
 }
 
-LMX_KERNEL void __launch_bounds__(128) lmx_attention_decode_bf16(const float* q, const __nv_bfloat16* kc, const __nv_bfloat16* vc, int context, int D,
-                                                                 int heads, int kvHeads, int chunks, const int* pos, float scale, float* partO, float* partML) {
-    attention_decode(q, kc, vc, context, D, heads, kvHeads, chunks, pos, scale, partO, partML);
-}
-
-LMX_KERNEL void __launch_bounds__(128) lmx_attention_decode_f32(const float* q, const float* kc, const float* vc, int context, int D,
-                                                                int heads, int kvHeads, int chunks, const int* pos, float scale, float* partO, float* partML) {
-    attention_decode(q, kc, vc, context, D, heads, kvHeads, chunks, pos, scale, partO, partML);
-}
+#define LMX_ATTENTION_DECODE(NAME, KV, MG)                                                                                  \
+    LMX_KERNEL void __launch_bounds__(kDecodeThreads) NAME(const float* q, const KV* kc, const KV* vc, int context, int D,   \
+                                                           int heads, int kvHeads, int chunks, const int* pos, float scale, \
+                                                           float* partO, float* partML) {                                   \
+        attention_decode<KV, MG>(q, kc, vc, context, D, heads, kvHeads, chunks, pos, scale, partO, partML);                 \
+    }
+LMX_ATTENTION_DECODE(lmx_attention_decode_bf16, __nv_bfloat16, 8)
+LMX_ATTENTION_DECODE(lmx_attention_decode_f32, float, 8)
+LMX_ATTENTION_DECODE(lmx_attention_decode_g4_bf16, __nv_bfloat16, 4)
+LMX_ATTENTION_DECODE(lmx_attention_decode_g4_f32, float, 4)
 
 // ---------------------------------------------------------------------------------------------------------------
 // lm_head, bf16 weights × float activations, float32 accumulation. One warp per two rows. grid ceil(rows/16), block 256.

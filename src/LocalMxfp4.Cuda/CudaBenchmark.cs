@@ -67,6 +67,8 @@ public static class CudaBenchmark
         output.WriteLine();
 
         using CudaSession session = engine.CreateCudaSession(context);
+        output.WriteLine(string.Create(inv, $"kernels: decode GEMV {session.GemvKernel} (FP8 tensor-core GEMV {(engine.Kernels.HasTensorCoreGemv ? "available" : "not available")}), prefill GEMM {session.PrefillKernel}"));
+        output.WriteLine();
         var rng = new Random(options.Seed);
         int[] prompt = Enumerable.Range(0, promptLength).Select(_ => rng.Next(c.VocabularySize)).ToArray();
         using CudaEvent start = CudaEvent.Create(ctx), end = CudaEvent.Create(ctx);
@@ -126,6 +128,29 @@ public static class CudaBenchmark
         }
 
         const int shortPrompt = 16;
+        // The decode GEMV kernels this GPU has, each measured on the same upload (the default last, so it stays selected).
+        CudaGemvKernel chosen = session.GemvKernel;
+        var otherKernels = new List<(CudaGemvKernel Kernel, double Ms)>();
+        foreach (CudaGemvKernel kernel in new[] { CudaGemvKernel.Dp4a, CudaGemvKernel.TensorCoreFp8 })
+        {
+            if (kernel != chosen && (kernel != CudaGemvKernel.TensorCoreFp8 || engine.Kernels.HasTensorCoreGemv))
+            {
+                session.GemvKernel = kernel;
+                otherKernels.Add((kernel, DecodeMs(shortPrompt)));
+            }
+        }
+
+        session.GemvKernel = chosen;
+        if (chosen == CudaGemvKernel.Dp4a)
+        {
+            // The dp4a GEMV before split-K (one persistent kernel for every shape), for comparison in the same run.
+            engine.Kernels.Dp4aSplitEnabled = false;
+            session.ResetDecodeGraph();
+            otherKernels.Add((CudaGemvKernel.Dp4a, -DecodeMs(shortPrompt)));
+            engine.Kernels.Dp4aSplitEnabled = true;
+            session.ResetDecodeGraph();
+        }
+
         double decodeShortMs = DecodeMs(shortPrompt);
         double decodeLongMs = options.PrefillTokens > shortPrompt ? DecodeMs(options.PrefillTokens) : double.NaN;
         double decodeTps = options.DecodeTokens / (decodeShortMs / 1e3);
@@ -134,7 +159,15 @@ public static class CudaBenchmark
         output.WriteLine("| measurement | result |");
         output.WriteLine("|---|---|");
         output.WriteLine(string.Create(inv, $"| roofline: device-to-device copy of {bytes / 1e9:F3} GB | {copyMs:F3} ms → {copyBandwidth / 1e12:F3} TB/s (read + write) → {roofline:F1} tok/s bound |"));
-        output.WriteLine(string.Create(inv, $"| decode, batch 1, positions {shortPrompt}…{shortPrompt + options.DecodeTokens} ({options.DecodeTokens} tokens, graph per token, greedy on GPU) | {decodeShortMs / options.DecodeTokens:F3} ms/token = **{decodeTps:F1} tok/s = {decodeTps / roofline:P1} of roofline** ({bytes / (decodeShortMs / 1e3 / options.DecodeTokens) / 1e12:F3} TB/s of weights) |"));
+        output.WriteLine(string.Create(inv, $"| decode, batch 1, positions {shortPrompt}…{shortPrompt + options.DecodeTokens} ({options.DecodeTokens} tokens, graph per token, greedy on GPU), GEMV {chosen} | {decodeShortMs / options.DecodeTokens:F3} ms/token = **{decodeTps:F1} tok/s = {decodeTps / roofline:P1} of roofline** ({bytes / (decodeShortMs / 1e3 / options.DecodeTokens) / 1e12:F3} TB/s of weights) |"));
+        foreach ((CudaGemvKernel kernel, double signedMs) in otherKernels)
+        {
+            double ms = Math.Abs(signedMs);
+            double tps = options.DecodeTokens / (ms / 1e3);
+            string label = signedMs < 0 ? $"{kernel}, persistent kernel only (no split-K)" : kernel.ToString();
+            output.WriteLine(string.Create(inv, $"| same, GEMV {label} | {ms / options.DecodeTokens:F3} ms/token = {tps:F1} tok/s = {tps / roofline:P1} of roofline |"));
+        }
+
         if (!double.IsNaN(decodeLongMs))
         {
             output.WriteLine(string.Create(inv, $"| decode, batch 1, positions {options.PrefillTokens}…{options.PrefillTokens + options.DecodeTokens} | {decodeLongMs / options.DecodeTokens:F3} ms/token = {decodeLongTps:F1} tok/s = {decodeLongTps / roofline:P1} of roofline |"));
@@ -146,6 +179,7 @@ public static class CudaBenchmark
         }
 
         output.WriteLine();
+        GemvTable(engine, session, copyBandwidth, options.Repeats, output);
 
         // Profile of one decode step after the short prompt.
         session.Rewind(0);
@@ -173,6 +207,86 @@ public static class CudaBenchmark
         output.WriteLine(string.Create(inv, $"| **sum of kernels (with event nodes)** | {kinds.Sum(k => k.Launches)} | {kernelUs:F1} | | {bytes / (kernelUs / 1e6) / 1e9:F0} |"));
         output.WriteLine(string.Create(inv, $"| **decode step as one graph (no events)** | {session.DecodeGraphNodes} nodes | {stepUs:F1} | | {bytes / (stepUs / 1e6) / 1e9:F0} |"));
         output.WriteLine(string.Create(inv, $"| roofline step (copy time / 2) | | {copyMs * 1e3 / 2:F1} | | {copyBandwidth / 2e9:F0} |"));
+    }
+
+    /// <summary>
+    /// Each decode GEMV kernel (and the FP8 one at every split-K) on each linear of the model, one token: launches cycle
+    /// through all layers' matrices so every call streams its weights from DRAM; µs per call and weight GB/s against the
+    /// copy bandwidth measured in the same run.
+    /// </summary>
+    private static void GemvTable(CudaEngine engine, CudaSession session, double copyBandwidth, int repeats, TextWriter output)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        CudaKernels k = engine.Kernels;
+        CudaContext ctx = engine.Context;
+        CudaStream stream = session.Stream;
+        var shapes = new (string Name, Func<DeviceLayer, DeviceLinear> Pick)[]
+        {
+            ("q|k|v", l => l.Qkv), ("o", l => l.Output), ("gate|up", l => l.GateUp), ("down", l => l.Down),
+        };
+        var variants = new List<(string Name, CudaGemvKernel Kernel, int Split)>
+        {
+            ("dp4a (auto split)", CudaGemvKernel.Dp4a, 0), ("dp4a persistent", CudaGemvKernel.Dp4a, 1),
+            ("dp4a split 2", CudaGemvKernel.Dp4a, 2), ("dp4a split 4", CudaGemvKernel.Dp4a, 4), ("dp4a split 8", CudaGemvKernel.Dp4a, 8),
+        };
+        if (k.HasTensorCoreGemv)
+        {
+            variants.Add(("fp8 (auto split)", CudaGemvKernel.TensorCoreFp8, 0));
+            foreach (int split in new[] { 1, 2, 4, 8 })
+            {
+                variants.Add(($"fp8 split {split}", CudaGemvKernel.TensorCoreFp8, split));
+            }
+        }
+
+        int pbMax = engine.Layers.Max(l => Math.Max(l.Down.PaddedBlocks, l.GateUp.PaddedBlocks));
+        int rowsMax = engine.Layers.Max(l => Math.Max(l.GateUp.Rows, l.Qkv.Rows));
+        using DeviceBuffer codes = DeviceBuffer.Allocate(ctx, (long)pbMax * 32), exps = DeviceBuffer.Allocate(ctx, pbMax), y = DeviceBuffer.Allocate(ctx, (long)rowsMax * 4);
+        stream.Fill8(codes.Pointer, 0x03, (long)pbMax * 32);
+        stream.Fill8(exps.Pointer, 0x7E, pbMax);
+        using CudaEvent start = CudaEvent.Create(ctx), end = CudaEvent.Create(ctx);
+        output.WriteLine(string.Create(inv, $"Decode GEMV kernels, one token, µs per call (weight GB/s; % of the {copyBandwidth / 1e9:F0} GB/s the same-run copy moves, read + write), every call L2-cold:"));
+        output.WriteLine();
+        output.WriteLine("| kernel | " + string.Join(" | ", shapes.Select(sh =>
+        {
+            DeviceLinear w = sh.Pick(engine.Layers[0]);
+            return string.Create(inv, $"{sh.Name} {w.Rows}×{w.Columns} (auto split dp4a {k.Dp4aSplitK(w.Rows, w.PaddedBlocks)}, fp8 {k.GemvSplitK(w.Rows, w.PaddedBlocks)})");
+        })) + " |");
+        output.WriteLine("|---|" + string.Concat(Enumerable.Repeat("---|", shapes.Length)));
+        foreach ((string name, CudaGemvKernel kernel, int split) in variants)
+        {
+            var cells = new List<string>();
+            foreach ((string _, Func<DeviceLayer, DeviceLinear> pick) in shapes)
+            {
+                void Pass()
+                {
+                    foreach (DeviceLayer layer in engine.Layers)
+                    {
+                        DeviceLinear w = pick(layer);
+                        k.LaunchGemv(stream, kernel, w.Packed.Pointer, w.Scales.Pointer, w.Rows, w.PaddedBlocks, codes.Pointer, exps.Pointer, y.Pointer, false, split);
+                    }
+                }
+
+                Pass(); // warm-up
+                var times = new List<double>();
+                for (int r = 0; r < Math.Max(5, repeats); r++)
+                {
+                    start.Record(stream);
+                    Pass();
+                    end.Record(stream);
+                    end.Synchronize();
+                    times.Add(CudaEvent.ElapsedMilliseconds(start, end) * 1000.0 / engine.Layers.Count);
+                }
+
+                double us = Median(times);
+                long b = pick(engine.Layers[0]).Bytes;
+                double gbs = b / (us / 1e6) / 1e9;
+                cells.Add(string.Create(inv, $"{us:F1} ({gbs:F0}; {gbs * 1e9 / copyBandwidth:P0})"));
+            }
+
+            output.WriteLine($"| {name} | {string.Join(" | ", cells)} |");
+        }
+
+        output.WriteLine();
     }
 
     /// <summary>

@@ -14,6 +14,19 @@ public enum CudaKvCacheFormat
     Float32 = 1,
 }
 
+/// <summary>Which kernel computes the W4A4 decode GEMV (one token).</summary>
+public enum CudaGemvKernel
+{
+    /// <summary><see cref="TensorCoreFp8"/> where the GPU and the kernel build have it, else <see cref="Dp4a"/>.</summary>
+    Auto = 0,
+
+    /// <summary>Nibble → int8 table lookup and dp4a on the CUDA cores (any GPU the kernels are built for).</summary>
+    Dp4a = 1,
+
+    /// <summary>Nibbles moved into e4m3 bytes and multiplied on the FP8 tensor cores (compute capability 8.9+, kernels built with CUDA 12.4+). Same exact block sums.</summary>
+    TensorCoreFp8 = 2,
+}
+
 /// <summary>Settings of a <see cref="CudaEngine"/>.</summary>
 public sealed record CudaEngineOptions
 {
@@ -31,6 +44,9 @@ public sealed record CudaEngineOptions
 
     /// <summary>Programmatic dependent launch between consecutive kernels on compute capability 9.0+ (see <see cref="CudaStream.ProgrammaticLaunch"/>).</summary>
     public bool ProgrammaticLaunch { get; init; } = true;
+
+    /// <summary>The decode GEMV kernel (<see cref="CudaGemvKernel.Auto"/>: the fastest one this GPU has).</summary>
+    public CudaGemvKernel Gemv { get; init; } = CudaGemvKernel.Auto;
 }
 
 /// <summary>

@@ -68,6 +68,20 @@ public sealed unsafe class CudaModule : CudaHandle
         return new CudaFunction(function, name);
     }
 
+    /// <summary>The kernel named <paramref name="name"/>, or null when this module's code for the GPU lacks it (kernels compiled only for newer architectures or compilers).</summary>
+    public CudaFunction? TryGetFunction(string name)
+    {
+        IntPtr function;
+        CudaResult result = CudaDriver.cuModuleGetFunction(&function, handle, name);
+        if (result == CudaResult.NotFound)
+        {
+            return null;
+        }
+
+        CudaDriver.Check(result, $"cuModuleGetFunction({name})");
+        return new CudaFunction(function, name);
+    }
+
     private protected override CudaResult Release(IntPtr value) => CudaDriver.cuModuleUnload(value);
 }
 

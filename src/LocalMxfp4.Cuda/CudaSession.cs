@@ -29,8 +29,10 @@ public sealed unsafe class CudaSession : IInferenceSession
     private readonly DeviceBuffer _x, _qkv, _gu, _codes, _exps, _partO, _partML, _normed, _logits;
     private readonly DeviceBuffer _cos, _sin, _ids, _state, _history, _argValues, _argIndices, _probs, _keysScratch, _penaltyIds, _penaltyCounts;
     private readonly PinnedBuffer _pinned;
+    private readonly DeviceBuffer? _packedActivations;
     private DeviceBuffer? _logitsAll;
     private CudaGraphExec? _decodeGraph;
+    private CudaGemvKernel _gemv;
     private Action<string>? _marker;
     private bool _disposed;
 
@@ -49,6 +51,7 @@ public sealed unsafe class CudaSession : IInferenceSession
         _pbMax = new[] { _c.HiddenSize, _qWidth, _c.IntermediateSize }.Max(CudaLayout.PaddedBlocks);
         _attentionScale = 1f / MathF.Sqrt(_c.HeadDim);
         KvCache = engine.Options.KvCache;
+        _gemv = _k.Resolve(engine.Options.Gemv);
         int kvBytes = KvCache == CudaKvCacheFormat.BFloat16 ? 2 : 4;
         int hidden = _c.HiddenSize, heads = _c.HeadCount, d = _c.HeadDim;
         long partChunks = Math.Max((long)_batch * CeilDiv(contextLength, PrefillChunk), CeilDiv(contextLength, DecodeChunk));
@@ -71,6 +74,11 @@ public sealed unsafe class CudaSession : IInferenceSession
             _gu = Alloc((long)_batch * _inner2 * 4);
             _codes = Alloc((long)_batch * _pbMax * 32);
             _exps = Alloc((long)_batch * _pbMax);
+            if (_k.GemmMxf4Sm120 is not null)
+            {
+                _packedActivations = Alloc((long)_batch * _pbMax * 16); // standard MXFP4 planes for the native FP4 GEMM
+            }
+
             _partO = Alloc(partChunks * heads * d * 4);
             _partML = Alloc(partChunks * heads * 2 * 4);
             _normed = Alloc((long)_batch * hidden * 4);
@@ -120,6 +128,36 @@ public sealed unsafe class CudaSession : IInferenceSession
 
     /// <summary>The engine.</summary>
     public CudaEngine Engine => _engine;
+
+    /// <summary>
+    /// The decode GEMV kernel (resolved from <see cref="CudaEngineOptions.Gemv"/>). Setting it drops the captured decode
+    /// graph, so the next step captures one with the new kernel (benchmarks compare kernels on one upload this way).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The FP8 kernel is not available on this GPU.</exception>
+    public CudaGemvKernel GemvKernel
+    {
+        get => _gemv;
+        set
+        {
+            CudaGemvKernel resolved = _k.Resolve(value);
+            if (resolved != _gemv)
+            {
+                _gemv = resolved;
+                _decodeGraph?.Dispose();
+                _decodeGraph = null;
+            }
+        }
+    }
+
+    /// <summary>Drops the captured decode graph (after a kernel choice changed), so the next step captures a new one.</summary>
+    internal void ResetDecodeGraph()
+    {
+        _decodeGraph?.Dispose();
+        _decodeGraph = null;
+    }
+
+    /// <summary>The prefill GEMM: "native FP4 (sm_120a)" on compute capability 12.x with the Blackwell fatbin, else "int8 tensor cores".</summary>
+    public string PrefillKernel => _packedActivations is not null ? "native FP4 block-scaled mma (sm_120a)" : "int8 tensor cores (mma.sync m16n8k32 s8)";
 
     /// <summary>Kernel launches in the captured decode graph (0 before the first graph decode).</summary>
     public int DecodeGraphNodes => _decodeGraph?.Nodes ?? 0;
@@ -350,12 +388,14 @@ public sealed unsafe class CudaSession : IInferenceSession
             Quantize(n, _x.Pointer, hidden, hidden, layer.Qkv.PaddedBlocks, 1, layer.AttentionNorm.Pointer, 0, layer.QkvTransform);
             Linear(n, layer.Qkv, _qkv.Pointer, _qkvWidth, accumulate: false);
             Mark("linear q|k|v");
-            Stream.Launch(bf16 ? _k.RopeKvBf16 : _k.RopeKvF32, (n, 1, 1), (256, 1, 1), 0,
+            Stream.Launch(bf16 ? _k.RopeKvBf16 : _k.RopeKvF32, (n, CeilDiv((c.HeadCount + c.KeyValueHeadCount) * (d / 2), 256), 1), (256, 1, 1), 0,
                 _qkv, _qkvWidth, c.HeadCount, c.KeyValueHeadCount, d, _cos, _sin, pos, ContextLength, _keys[l], _values[l]);
             Mark("rope + kv write");
             if (n == 1 && d <= 128)
             {
-                Stream.Launch(bf16 ? _k.AttentionDecodeBf16 : _k.AttentionDecodeF32, (c.KeyValueHeadCount, chunks, 1), (128, 1, 1), 0,
+                bool small = c.HeadCount / c.KeyValueHeadCount <= 4;
+                CudaFunction decode = small ? (bf16 ? _k.AttentionDecodeG4Bf16 : _k.AttentionDecodeG4F32) : (bf16 ? _k.AttentionDecodeBf16 : _k.AttentionDecodeF32);
+                Stream.Launch(decode, (c.KeyValueHeadCount, chunks, 1), (256, 1, 1), 0,
                     _qkv, _keys[l], _values[l], ContextLength, d, c.HeadCount, c.KeyValueHeadCount, chunks, pos, _attentionScale, _partO, _partML);
             }
             else
@@ -407,7 +447,7 @@ public sealed unsafe class CudaSession : IInferenceSession
     {
         Stream.Launch(_k.Quantize, (CeilDiv(paddedBlocks, 8), n, 1), (256, 1, 1), 0,
             x, stride, width, paddedBlocks, mode, gamma, _c.RmsNormEpsilon, upOffset,
-            t?.Matrices, t?.Blocks ?? 0, t is { Shared: true } ? 1 : 0, _engine.ActivationRule, _codes, _exps, 0UL,
+            t?.Matrices, t?.Blocks ?? 0, t is { Shared: true } ? 1 : 0, _engine.ActivationRule, _codes, _exps, n > 1 ? _packedActivations : null,
             _partML, chunks, _c.HeadDim, StatePointer(1), chunkSize);
         Mark(mode switch { 1 => "rmsnorm + quantize", 2 => "silu·mul + quantize", 3 => "attention merge + quantize", _ => "quantize" });
     }
@@ -416,8 +456,13 @@ public sealed unsafe class CudaSession : IInferenceSession
     {
         if (n == 1)
         {
-            Stream.Launch(_k.Gemv, (_k.GemvGrid(w.Rows), 1, 1), (256, 1, 1), CudaKernels.GemvSharedBytes(w.PaddedBlocks),
-                w.Packed, w.Scales, w.Rows, w.PaddedBlocks, _codes, _exps, y, accumulate ? 1 : 0);
+            _k.LaunchGemv(Stream, _gemv, w.Packed.Pointer, w.Scales.Pointer, w.Rows, w.PaddedBlocks, _codes.Pointer, _exps.Pointer, y, accumulate);
+        }
+        else if (_packedActivations is not null)
+        {
+            // Blackwell (compute 12.x): the block-scaled FP4 tensor cores multiply our MXFP4 planes as they are.
+            Stream.Launch(_k.GemmMxf4Sm120!.Value, (CeilDiv(w.Rows, 32), CeilDiv(n, 16), 1), (128, 1, 1), 0,
+                w.Packed, w.Scales, w.Rows, w.PaddedBlocks, _packedActivations, _exps, n, y, yStride, accumulate ? 1 : 0);
         }
         else
         {
