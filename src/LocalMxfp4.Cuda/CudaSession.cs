@@ -143,8 +143,7 @@ public sealed unsafe class CudaSession : IInferenceSession
             if (resolved != _gemv)
             {
                 _gemv = resolved;
-                _decodeGraph?.Dispose();
-                _decodeGraph = null;
+                ResetDecodeGraph();
             }
         }
     }
