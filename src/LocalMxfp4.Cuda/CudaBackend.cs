@@ -9,7 +9,7 @@ namespace LocalMxfp4.Cuda;
 /// <summary>
 /// Plugs the CUDA engine into <see cref="EngineLoader"/>: <c>Backend = Cuda</c> loads it (or fails with
 /// <see cref="AcceleratorUnavailableException"/> saying why); <c>Auto</c> uses it when a GPU, the driver and the kernels
-/// are present and the model is an MXFP4 model, else the CPU (<see cref="AcceleratorBackends.LastFallbackReason"/>).
+/// are present, the model is an MXFP4 model and its weights fit in the GPU's free memory, else the CPU (<see cref="AcceleratorBackends.LastFallbackReason"/>).
 /// Found automatically when this assembly ships with the application.
 /// </summary>
 public sealed class CudaBackend : IAcceleratorBackend
@@ -60,6 +60,12 @@ public sealed class CudaBackend : IAcceleratorBackend
         catch (CudaUnavailableException e)
         {
             throw new AcceleratorUnavailableException(EngineBackend.Cuda, e.Reason, e);
+        }
+        catch (CudaOutOfMemoryException e)
+        {
+            // The GPU is there but the model does not fit (other processes may hold memory): Auto runs it on the CPU
+            // instead of failing, and Cuda reports it like any other reason the accelerator cannot run it.
+            throw new AcceleratorUnavailableException(EngineBackend.Cuda, e.Message, e);
         }
         catch (NotSupportedException e) when (e is not AcceleratorUnavailableException)
         {

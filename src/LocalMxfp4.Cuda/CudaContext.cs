@@ -220,7 +220,16 @@ public sealed unsafe class DeviceBuffer : CudaHandle
         where T : unmanaged
     {
         DeviceBuffer buffer = Allocate(context, (long)data.Length * sizeof(T));
-        buffer.CopyFrom(data);
+        try
+        {
+            buffer.CopyFrom(data);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+
         return buffer;
     }
 

@@ -62,7 +62,11 @@ public sealed class CudaEngine : IInferenceEngine
 
     /// <summary>Uploads <paramref name="model"/> to the GPU.</summary>
     /// <exception cref="CudaUnavailableException">No NVIDIA driver, no device, or no kernels for it.</exception>
-    /// <exception cref="NotSupportedException">The model's shape is outside what the kernels handle.</exception>
+    /// <exception cref="CudaOutOfMemoryException">The weights do not fit; the message says how much they need and how much was free.</exception>
+    /// <exception cref="NotSupportedException">
+    /// The model's shape is outside what the kernels handle, or <see cref="CudaEngineOptions.Gemv"/> names a kernel this
+    /// GPU or kernel build lacks (checked here, before any weight is uploaded, rather than at the first session).
+    /// </exception>
     public CudaEngine(QuantizedModel model, CudaEngineOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -73,10 +77,13 @@ public sealed class CudaEngine : IInferenceEngine
         Config = c;
         ActivationRule = (int)model.Quantization.ActivationScaleRule;
         Context = CudaContext.Create(Options.Device);
+        (long free, long total) = (0, Context.TotalMemory);
         try
         {
+            free = Context.MemoryInfo.Free;
             Kernels = CudaKernels.Load(Context);
             _owned.Add(Kernels);
+            GemvKernel = Kernels.Resolve(Options.Gemv);
             var layers = new DeviceLayer[model.Layers.Count];
             for (int i = 0; i < layers.Length; i++)
             {
@@ -90,6 +97,12 @@ public sealed class CudaEngine : IInferenceEngine
             bool headExact = true;
             LmHead = model.LmHead is null ? Embedding : Own(UploadBf16(model.LmHead, out headExact));
             HeadIsExact = embeddingExact && headExact;
+        }
+        catch (CudaOutOfMemoryException e)
+        {
+            string gpu = Context.Name;
+            Dispose();
+            throw new CudaOutOfMemoryException(e, $"{gpu} has too little memory for this model: its weights need {CudaMemoryRequirements.Format(CudaMemoryRequirements.Weights(model))} on the GPU and {CudaMemoryRequirements.Format(free)} of {CudaMemoryRequirements.Format(total)} was free ({e.ErrorName} in {e.Call}).");
         }
         catch
         {
@@ -115,8 +128,14 @@ public sealed class CudaEngine : IInferenceEngine
     /// <summary>The loaded kernels.</summary>
     public CudaKernels Kernels { get; } = null!;
 
+    /// <summary>The decode GEMV kernel <see cref="CudaEngineOptions.Gemv"/> resolved to on this GPU; new sessions start with it.</summary>
+    public CudaGemvKernel GemvKernel { get; }
+
     /// <summary>True when the embedding and lm_head were exactly representable in bf16 (models written by <c>lmx quantize</c> are).</summary>
     public bool HeadIsExact { get; }
+
+    /// <summary>Bytes the engine holds on the device: weights, norms, transforms, embedding and lm_head (sessions allocate their own).</summary>
+    public long AllocatedBytes => Layers.Sum(l => l.AllocatedBytes) + FinalNorm.Bytes + Embedding.Bytes + (ReferenceEquals(LmHead, Embedding) ? 0 : LmHead.Bytes);
 
     /// <summary>Bytes of weights one decode step streams: every MXFP4 linear (nibbles + scales) and the bf16 lm_head.</summary>
     public long WeightBytesPerToken => Layers.Sum(l => l.WeightBytes) + LmHead.Bytes;
@@ -138,6 +157,10 @@ public sealed class CudaEngine : IInferenceEngine
     public IInferenceSession CreateSession(int contextLength) => CreateCudaSession(contextLength);
 
     /// <summary>Creates a session (KV cache on the GPU) with the CUDA-only operations (device sampling, graph decode loop).</summary>
+    /// <exception cref="CudaOutOfMemoryException">
+    /// The session's KV cache and work buffers do not fit; the message gives the KV cache's size and the free memory
+    /// (<see cref="CudaMemoryRequirements.KvCache"/> sizes a context beforehand).
+    /// </exception>
     public CudaSession CreateCudaSession(int contextLength)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);

@@ -7,7 +7,13 @@ public class CudaException : Exception
 {
     /// <summary>Creates an exception for <paramref name="result"/> returned by <paramref name="call"/>.</summary>
     public CudaException(CudaResult result, string errorName, string call, string message)
-        : base(message)
+        : this(result, errorName, call, message, null)
+    {
+    }
+
+    /// <summary>Creates an exception that restates <paramref name="inner"/> with what the caller was doing.</summary>
+    public CudaException(CudaResult result, string errorName, string call, string message, Exception? inner)
+        : base(message, inner)
     {
         Result = result;
         ErrorName = errorName;
@@ -40,6 +46,12 @@ public sealed class CudaOutOfMemoryException : CudaException
     /// <summary>Creates the exception.</summary>
     public CudaOutOfMemoryException(CudaResult result, string errorName, string call, string message)
         : base(result, errorName, call, message)
+    {
+    }
+
+    /// <summary>Restates <paramref name="inner"/> with <paramref name="message"/>: what needed the memory, and how much there was.</summary>
+    public CudaOutOfMemoryException(CudaOutOfMemoryException inner, string message)
+        : base(inner?.Result ?? CudaResult.OutOfMemory, inner?.ErrorName ?? "CUDA_ERROR_OUT_OF_MEMORY", inner?.Call ?? string.Empty, message, inner)
     {
     }
 }

@@ -51,7 +51,7 @@ public sealed unsafe class CudaSession : IInferenceSession
         _pbMax = new[] { _c.HiddenSize, _qWidth, _c.IntermediateSize }.Max(CudaLayout.PaddedBlocks);
         _attentionScale = 1f / MathF.Sqrt(_c.HeadDim);
         KvCache = engine.Options.KvCache;
-        _gemv = _k.Resolve(engine.Options.Gemv);
+        _gemv = engine.GemvKernel;
         int kvBytes = KvCache == CudaKvCacheFormat.BFloat16 ? 2 : 4;
         int hidden = _c.HiddenSize, heads = _c.HeadCount, d = _c.HeadDim;
         long partChunks = Math.Max((long)_batch * CeilDiv(contextLength, PrefillChunk), CeilDiv(contextLength, DecodeChunk));
@@ -106,6 +106,13 @@ public sealed unsafe class CudaSession : IInferenceSession
 
             _cos = Own(DeviceBuffer.Upload<float>(_ctx, cos));
             _sin = Own(DeviceBuffer.Upload<float>(_ctx, sin));
+        }
+        catch (CudaOutOfMemoryException e)
+        {
+            DisposeOwned();
+            long kv = CudaMemoryRequirements.KvCache(_c, contextLength, KvCache);
+            (long free, long total) = _ctx.MemoryInfo;
+            throw new CudaOutOfMemoryException(e, $"{_ctx.Name} has too little memory for a {contextLength}-token session: its KV cache alone needs {CudaMemoryRequirements.Format(kv)} ({KvCache}), plus work buffers for {_batch}-token prefill slices, and {CudaMemoryRequirements.Format(free)} of {CudaMemoryRequirements.Format(total)} is free with the model loaded ({e.ErrorName} in {e.Call}). Use a shorter context, the bf16 KV cache or a smaller MaxBatchTokens.");
         }
         catch
         {

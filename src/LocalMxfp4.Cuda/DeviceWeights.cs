@@ -46,9 +46,10 @@ internal sealed class DeviceLinear : IDisposable
 
         int rows = parts.Sum(p => p.Rows);
         DeviceBuffer packed = DeviceBuffer.Allocate(context, (long)rows * padded * 16);
-        DeviceBuffer scales = DeviceBuffer.Allocate(context, (long)rows * padded);
+        DeviceBuffer? scales = null;
         try
         {
+            scales = DeviceBuffer.Allocate(context, (long)rows * padded);
             long row = 0;
             foreach (Mxfp4Matrix m in parts)
             {
@@ -78,8 +79,9 @@ internal sealed class DeviceLinear : IDisposable
         }
         catch
         {
+            // Out of memory half-way (the scales, say) must not strand the nibbles already allocated.
             packed.Dispose();
-            scales.Dispose();
+            scales?.Dispose();
             throw;
         }
     }
@@ -182,6 +184,10 @@ internal sealed class DeviceLayer : IDisposable
     public DeviceTransform? DownTransform { get; }
 
     public long WeightBytes => Qkv.Bytes + Output.Bytes + GateUp.Bytes + Down.Bytes;
+
+    /// <summary>Everything this layer holds on the device (what <see cref="CudaMemoryRequirements.Weights"/> predicts).</summary>
+    public long AllocatedBytes => WeightBytes + AttentionNorm.Bytes + MlpNorm.Bytes
+        + (QkvTransform?.Matrices.Bytes ?? 0) + (OutputTransform?.Matrices.Bytes ?? 0) + (GateUpTransform?.Matrices.Bytes ?? 0) + (DownTransform?.Matrices.Bytes ?? 0);
 
     public void Dispose()
     {

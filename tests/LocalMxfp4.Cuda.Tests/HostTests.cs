@@ -2,6 +2,9 @@ using LocalMxfp4.Cuda;
 using LocalMxfp4.Cuda.Blackwell;
 using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Engine.Sampling;
+using LocalMxfp4.Models.Configuration;
+using LocalMxfp4.Models.Quantized;
+using LocalMxfp4.Numerics.Mxfp4;
 
 namespace LocalMxfp4.Cuda.Tests;
 
@@ -167,5 +170,51 @@ public sealed class BackendTests
         CudaOutOfMemoryException e = Assert.Throws<CudaOutOfMemoryException>(() => DeviceBuffer.Allocate(ctx, 1L << 50));
         Assert.Equal("CUDA_ERROR_OUT_OF_MEMORY", e.ErrorName);
         Assert.Contains("cuMemAlloc", e.Call);
+    }
+}
+
+/// <summary>What <see cref="CudaMemoryRequirements"/> predicts, against sizes worked out by hand (no GPU needed).</summary>
+public sealed class MemoryRequirementTests
+{
+    /// <summary>LLaMA-3-8B (32 layers, 8 key/value heads of 128) keeps 128 KiB of bf16 keys and values per token: 1 GiB at 8k tokens.</summary>
+    [Fact]
+    public void KvCacheOfLlama3_8B()
+    {
+        LlamaConfig config = LlamaConfig.Parse("""
+            {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192, "rope_theta": 500000.0}
+            """);
+        Assert.Equal(1L << 30, CudaMemoryRequirements.KvCache(config, 8192, CudaKvCacheFormat.BFloat16));
+        Assert.Equal(2L << 30, CudaMemoryRequirements.KvCache(config, 8192, CudaKvCacheFormat.Float32));
+        Assert.Equal(128L << 10, CudaMemoryRequirements.KvCache(config, 1, CudaKvCacheFormat.BFloat16));
+        Assert.Equal("1.00 GiB", CudaMemoryRequirements.Format(1L << 30));
+        Assert.Equal("128.0 MiB", CudaMemoryRequirements.Format(128L << 20));
+    }
+
+    /// <summary>
+    /// Hidden 40 and intermediate 72 are 2 and 3 blocks, both padded to 4 on the device (17 bytes a block with its scale):
+    /// q|k|v 80 rows · 68 = 5440, o 40 · 68 = 2720, gate|up 144 · 68 = 9792, down 40 · 68 = 2720; norms 2 · 40 · 4 = 320;
+    /// one shared 32×32 transform 4096; tied bf16 embedding 10 · 40 · 2 = 800; final norm 160. Total 26048.
+    /// </summary>
+    [Fact]
+    public void WeightsOfASmallModelWithPaddedBlocks()
+    {
+        LlamaConfig config = LlamaConfig.Parse("""
+            {"hidden_size": 40, "intermediate_size": 72, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "vocab_size": 10, "max_position_embeddings": 64, "tie_word_embeddings": true}
+            """);
+        static Mxfp4Matrix M(int rows, int columns)
+        {
+            int blocks = (columns + 31) / 32;
+            return new Mxfp4Matrix(rows, columns, new byte[rows * blocks * 16], new byte[rows * blocks]);
+        }
+
+        var layer = new QuantizedLayer(
+            new float[40], M(40, 40), M(20, 40), M(20, 40), M(40, 40),
+            new float[40], M(72, 40), M(72, 40), M(40, 72),
+            new InputTransform(new float[32 * 32], 2), null, null, null);
+        var model = new QuantizedModel(config, new QuantizationConfig(), new float[10 * 40], [layer], new float[40], null);
+        Assert.Equal(26048, CudaMemoryRequirements.Weights(model));
+        Assert.Equal(26048 + 800, CudaMemoryRequirements.Weights(model with { LmHead = new float[10 * 40] }));
     }
 }

@@ -346,6 +346,41 @@ public sealed class ModelTests
         Assert.True(error <= bound, $"bf16 KV cache: relative error {error:E2} (bound {bound:E1})");
     }
 
+    /// <summary>
+    /// The GEMV option is resolved when the engine is created: Dp4a stays Dp4a, TensorCoreFp8 is kept where the fatbin has
+    /// the kernel for this GPU and is refused by the constructor (not by a later session) where it does not, and sessions
+    /// start with the engine's choice.
+    /// </summary>
+    [Fact]
+    public void GemvOptionIsResolvedWhenTheEngineIsCreated()
+    {
+        (_, CudaKernels shared) = Gpu.Require();
+        QuantizedModel model = QuantizedModelReader.Read(QuantizedFixtures.Stories);
+        using (var dp4a = new CudaEngine(model, new CudaEngineOptions { Gemv = CudaGemvKernel.Dp4a }))
+        {
+            Assert.Equal(CudaGemvKernel.Dp4a, dp4a.GemvKernel);
+            using CudaSession session = dp4a.CreateCudaSession(16);
+            Assert.Equal(CudaGemvKernel.Dp4a, session.GemvKernel);
+        }
+
+        var fp8 = new CudaEngineOptions { Gemv = CudaGemvKernel.TensorCoreFp8 };
+        if (shared.HasTensorCoreGemv)
+        {
+            using var engine = new CudaEngine(model, fp8);
+            Assert.Equal(CudaGemvKernel.TensorCoreFp8, engine.GemvKernel);
+            using CudaSession session = engine.CreateCudaSession(16);
+            Assert.Equal(CudaGemvKernel.TensorCoreFp8, session.GemvKernel);
+        }
+        else
+        {
+            NotSupportedException e = Assert.Throws<NotSupportedException>(() => new CudaEngine(model, fp8));
+            Assert.Contains("lmx_gemv_fp8", e.Message, StringComparison.Ordinal);
+        }
+
+        using var auto = new CudaEngine(model);
+        Assert.Equal(shared.HasTensorCoreGemv && shared.HasNativeFp8Mma ? CudaGemvKernel.TensorCoreFp8 : CudaGemvKernel.Dp4a, auto.GemvKernel);
+    }
+
     /// <summary>Seeded sampling on the device picks the CPU sampler's token for the same seed (same uniforms, same rules).</summary>
     [Fact]
     public void SeededSamplingMatchesCpuSampler()
