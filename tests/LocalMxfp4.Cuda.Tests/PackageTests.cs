@@ -55,6 +55,8 @@ public sealed class PackageTests
             Assert.Skip($"No kernels were built ({fatbin} is missing: nvcc or cmake not installed), so there is nothing to package.");
         }
 
+        RequireSdk();
+
         string root = Directory.CreateTempSubdirectory("lmx-package-test").FullName;
         try
         {
@@ -144,6 +146,8 @@ public sealed class PackageTests
             Assert.Skip("LocalMxfp4.Cuda is not built in this configuration.");
         }
 
+        RequireSdk();
+
         string root = Directory.CreateTempSubdirectory("lmx-package-test").FullName;
         try
         {
@@ -197,6 +201,26 @@ public sealed class PackageTests
         }
 
         return seen;
+    }
+
+    /// <summary>Skips where only the .NET runtime is installed (the GPU machine runs the test assembly without an SDK).</summary>
+    private static void RequireSdk()
+    {
+        (int exit, string output) sdks;
+        try
+        {
+            sdks = TryDotnet(SharedData.RepositoryRoot, "--list-sdks");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            Assert.Skip("dotnet is not on PATH: " + e.Message);
+            return;
+        }
+
+        if (sdks.exit != 0 || string.IsNullOrWhiteSpace(sdks.output))
+        {
+            Assert.Skip("No .NET SDK is installed, so nothing can be packed or restored here.");
+        }
     }
 
     private static string GlobalPackagesFolder(string repo)
