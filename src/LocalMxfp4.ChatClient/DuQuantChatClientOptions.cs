@@ -28,6 +28,9 @@ public sealed class DuQuantChatClientOptions
     /// <summary>CPU worker threads for the matrix products (0 = one per core).</summary>
     public int Threads { get; set; }
 
+    /// <summary>The GPU to run on (CUDA device ordinal) when <see cref="Backend"/> is Auto or Cuda; null = device 0.</summary>
+    public int? Device { get; set; }
+
     /// <summary>
     /// Tokens of KV cache per request slot: prompt plus reply must fit. Null = the model's maximum, capped at
     /// <see cref="DefaultContextLengthCap"/>. Memory grows linearly with it (per slot).

@@ -103,6 +103,11 @@ public sealed class DuQuantChatClientOptionsValidator : IValidateOptions<DuQuant
             problems.Add($"Threads {options.Threads} must be ≥ 0 (0 = one per core).");
         }
 
+        if (options.Device < 0)
+        {
+            problems.Add($"Device {options.Device} must be a CUDA device ordinal ≥ 0 (or unset for device 0).");
+        }
+
         if (options.MaxConcurrentRequests is < 1 or > 64)
         {
             problems.Add($"MaxConcurrentRequests {options.MaxConcurrentRequests} must be between 1 and 64 (each slot holds a KV cache of ContextLength tokens).");

@@ -18,7 +18,7 @@ internal static class CliErrors
         catch (Exception e) when (e is ModelConfigException or ModelLoadException or SafetensorsFormatException
             or SafetensorsTensorNotFoundException or SafetensorsDTypeNotSupportedException or TokenizerLoadException
             or ContextOverflowException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
-            or IOException or InvalidDataException or NotSupportedException)
+            or IOException or InvalidDataException or NotSupportedException or LocalMxfp4.Cuda.CudaException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

@@ -26,10 +26,16 @@ internal static class GenerateCommand
         var context = new Option<int?>("--context") { Description = "KV-cache length in tokens. Default: prompt + max tokens, at most the model's maximum." };
         var threads = new Option<int>("--threads") { Description = "Worker threads (0 = one per core).", DefaultValueFactory = _ => 0 };
         var showIds = new Option<bool>("--show-ids") { Description = "Print the generated token ids to stderr at the end." };
+        var backend = new BackendOptions();
         var command = new Command("generate", "Generate text from a prompt, streamed as it is produced.")
         {
             model, prompt, maxTokens, temperature, topP, topK, repetition, seed, context, threads, showIds,
         };
+        foreach (Option option in backend.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction((parse, cancellationToken) => Task.FromResult(Run(
             DefaultModel.Resolve(parse.GetValue(model)),
             parse.GetValue(prompt) ?? string.Empty,
@@ -43,13 +49,13 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
             },
             parse.GetValue(context),
-            parse.GetValue(threads),
+            backend.Create(parse, parse.GetValue(threads)),
             parse.GetValue(showIds),
             cancellationToken)));
         return command;
     }
 
-    private static int Run(string modelPath, string promptText, int maxTokens, SamplingOptions sampling, int? contextLength, int threads, bool showIds, CancellationToken cancellationToken)
+    private static int Run(string modelPath, string promptText, int maxTokens, SamplingOptions sampling, int? contextLength, EngineLoadOptions loadOptions, bool showIds, CancellationToken cancellationToken)
     {
         if (maxTokens < 0)
         {
@@ -60,7 +66,7 @@ internal static class GenerateCommand
         var load = Stopwatch.StartNew();
         ModelDirectory dir = ModelDirectory.Resolve(modelPath);
         LlmTokenizer tokenizer = LlmTokenizer.Load(dir.Directory);
-        using IInferenceEngine engine = EngineLoader.Load(modelPath, new EngineLoadOptions { Threads = threads });
+        using IInferenceEngine engine = EngineLoader.Load(modelPath, loadOptions);
         load.Stop();
 
         var promptIds = new List<int>();
@@ -103,6 +109,11 @@ internal static class GenerateCommand
             $"[{engine.Description.Backend} {engine.Description.WeightFormat}, {engine.Description.Threads} threads] load {load.Elapsed.TotalMilliseconds:F0} ms, prompt {promptIds.Count} tokens, " +
             $"generated {ids.Count} tokens in {clock.Elapsed.TotalMilliseconds:F0} ms (first {firstTokenSeconds * 1000:F1} ms, " +
             $"{(ids.Count > 1 ? (ids.Count - 1) / decodeSeconds : 0):F1} tok/s decode), finish: {finish}"));
+        if (BackendOptions.FallbackNote(loadOptions, engine) is string note)
+        {
+            Console.Error.WriteLine(note);
+        }
+
         if (showIds)
         {
             Console.Error.WriteLine($"ids: {string.Join(' ', ids)}");

@@ -17,15 +17,18 @@ public sealed class CudaBackend : IAcceleratorBackend
     /// <inheritdoc />
     public EngineBackend Backend => EngineBackend.Cuda;
 
-    /// <summary>Options for engines this backend creates (the default: device 0, bf16 KV cache, graphs).</summary>
+    /// <summary>Options for engines this backend creates (the default: device 0, bf16 KV cache, graphs); <see cref="EngineLoadOptions.Device"/> overrides the device.</summary>
     public static CudaEngineOptions DefaultOptions { get; set; } = new();
 
-    /// <summary>Null when CUDA can run here, else the reason (no driver, no device, no kernels).</summary>
-    public static string? Probe()
+    /// <summary>Null when CUDA can run here on the default device, else the reason (no driver, no device, no kernels).</summary>
+    public static string? Probe() => Probe(DefaultOptions.Device);
+
+    /// <summary>Null when CUDA can run here on device <paramref name="device"/>, else the reason (no driver, no such device, no kernels).</summary>
+    public static string? Probe(int device)
     {
         try
         {
-            using CudaContext context = CudaContext.Create(DefaultOptions.Device);
+            using CudaContext context = CudaContext.Create(device);
             using CudaKernels kernels = CudaKernels.Load(context);
             return null;
         }
@@ -47,7 +50,8 @@ public sealed class CudaBackend : IAcceleratorBackend
             throw new AcceleratorUnavailableException(EngineBackend.Cuda, "the CUDA backend runs MXFP4 models written by `lmx quantize`; this is a float checkpoint.");
         }
 
-        if (Probe() is string reason)
+        CudaEngineOptions engineOptions = options.Device is int device ? DefaultOptions with { Device = device } : DefaultOptions;
+        if (Probe(engineOptions.Device) is string reason)
         {
             throw new AcceleratorUnavailableException(EngineBackend.Cuda, reason);
         }
@@ -55,7 +59,7 @@ public sealed class CudaBackend : IAcceleratorBackend
         QuantizedModel model = QuantizedModelReader.Read(path);
         try
         {
-            return new CudaEngine(model, DefaultOptions);
+            return new CudaEngine(model, engineOptions);
         }
         catch (CudaUnavailableException e)
         {

@@ -37,6 +37,7 @@ public class HostingTests(TinyLlama3Model llama)
         { "backend", "Backend '42' is unknown" },
         { "slots", "MaxConcurrentRequests 0" },
         { "temperature", "Temperature -1" },
+        { "device", "Device -1 must be a CUDA device ordinal" },
     };
 
     [Theory]
@@ -56,6 +57,7 @@ public class HostingTests(TinyLlama3Model llama)
                 case "backend": o.Backend = (EngineBackend)42; break;
                 case "slots": o.MaxConcurrentRequests = 0; break;
                 case "temperature": o.Temperature = -1; break;
+                case "device": o.Device = -1; break;
             }
         });
         using IHost host = builder.Build();
@@ -91,6 +93,7 @@ public class HostingTests(TinyLlama3Model llama)
             ["DuQuant:ModelId"] = "story-model",
             ["DuQuant:WarmUpOnStart"] = "false",
             ["DuQuant:ContextOverflowPolicy"] = "DropOldestMessages",
+            ["DuQuant:Device"] = "1",
             ["Llama:ModelPath"] = llama.Directory,
             ["Llama:WarmUpOnStart"] = "false",
         });
@@ -104,6 +107,7 @@ public class HostingTests(TinyLlama3Model llama)
         Assert.Equal("story-model", story.GetService<ChatClientMetadata>()!.DefaultModelId);
         Assert.Equal(128, story.GetService<DuQuantBackendInfo>()!.ContextLength);
         Assert.Equal(ContextOverflowPolicy.DropOldestMessages, story.GetService<DuQuantChatClientOptions>()!.ContextOverflowPolicy);
+        Assert.Equal(1, story.GetService<DuQuantChatClientOptions>()!.Device);
         Assert.Equal(64, keyed.GetService<DuQuantBackendInfo>()!.ContextLength);
         Assert.True(keyed.GetService<DuQuantBackendInfo>()!.IsChatModel);
         ChatResponse reply = await story.GetResponseAsync("Once upon a time", new() { MaxOutputTokens = 5 }, TestContext.Current.CancellationToken);
@@ -203,6 +207,36 @@ public class HostingTests(TinyLlama3Model llama)
         Assert.Equal("chat stories260K", chat.DisplayName);
         Assert.Equal(6, chat.GetTagItem("gen_ai.usage.output_tokens"));
         Assert.Equal(parent!.TraceId, chat.TraceId);
+    }
+
+    /// <summary>
+    /// <see cref="DuQuantChatClientOptions.Device"/> reaches the accelerator backend's load call. A recording backend stands
+    /// in for CUDA (this assembly does not ship LocalMxfp4.Cuda) and declines, so the model runs on the CPU as Auto promises.
+    /// It stays registered: declining is what every other Auto load here got from the missing assembly anyway.
+    /// </summary>
+    [Fact]
+    public async Task DeviceOptionReachesTheAcceleratorBackend()
+    {
+        var backend = new RecordingBackend();
+        AcceleratorBackends.Register(backend);
+        using var client = new DuQuantChatClient(new DuQuantChatClientOptions { ModelPath = Stories, Backend = EngineBackend.Auto, Device = 3 });
+        ChatResponse reply = await client.GetResponseAsync("Once upon a time", new() { MaxOutputTokens = 2 }, TestContext.Current.CancellationToken);
+        Assert.Equal(2, reply.Usage!.OutputTokenCount);
+        Assert.Equal("cpu", client.GetService<DuQuantBackendInfo>()!.Backend);
+        Assert.Contains(3, backend.Devices);
+    }
+
+    private sealed class RecordingBackend : IAcceleratorBackend
+    {
+        public System.Collections.Concurrent.ConcurrentBag<int?> Devices { get; } = [];
+
+        public EngineBackend Backend => EngineBackend.Cuda;
+
+        public Engine.Contract.IInferenceEngine Load(string path, EngineLoadOptions options)
+        {
+            Devices.Add(options.Device);
+            throw new AcceleratorUnavailableException(EngineBackend.Cuda, "the recording test backend declines every model.");
+        }
     }
 
     public sealed class ClockPlugin

@@ -151,6 +151,9 @@ public sealed class BackendTests
         {
             using var engine = EngineLoader.Load(model, new EngineLoadOptions { Backend = EngineBackend.Cuda });
             Assert.Equal("cuda", engine.Description.Backend);
+            AcceleratorUnavailableException missing = Assert.Throws<AcceleratorUnavailableException>(
+                () => EngineLoader.Load(model, new EngineLoadOptions { Backend = EngineBackend.Cuda, Device = 99 }));
+            Assert.Contains("device 99 does not exist", missing.Reason, StringComparison.Ordinal);
             return;
         }
 

@@ -58,7 +58,7 @@ internal sealed class LoadedModel : IDisposable
         var clock = Stopwatch.StartNew();
         ModelDirectory dir = ModelDirectory.Resolve(options.ModelPath);
         LlmTokenizer tokenizer = LlmTokenizer.Load(dir.Directory);
-        IInferenceEngine engine = EngineLoader.Load(dir.Weights, new EngineLoadOptions { Backend = options.Backend, Threads = options.Threads });
+        IInferenceEngine engine = EngineLoader.Load(dir.Weights, new EngineLoadOptions { Backend = options.Backend, Threads = options.Threads, Device = options.Device });
         try
         {
             return new LoadedModel(engine, tokenizer, options, dir.Weights, ownsEngine: true, clock.Elapsed);

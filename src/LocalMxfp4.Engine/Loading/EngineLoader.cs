@@ -23,6 +23,9 @@ public sealed record EngineLoadOptions
 
     /// <summary>CPU worker threads (0 = one per core).</summary>
     public int Threads { get; init; }
+
+    /// <summary>The accelerator device's ordinal (the CUDA device index); null: the backend's default (device 0).</summary>
+    public int? Device { get; init; }
 }
 
 /// <summary>
