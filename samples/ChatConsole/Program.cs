@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using LocalMxfp4.ChatClient;
+using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Samples.ChatConsole;
 using Microsoft.Extensions.AI;
 
@@ -36,11 +37,17 @@ try
         Temperature = arguments.Temperature,
         // A long chat keeps going: the oldest turns are dropped (and reported) when the context is full.
         ContextOverflowPolicy = ContextOverflowPolicy.DropOldestMessages,
+        Backend = arguments.Backend,
+        Device = arguments.Device,
     });
     DuQuantWarmUpResult warm = await client.WarmUpAsync();
     info = client.GetService<DuQuantBackendInfo>()!;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"Loaded {info.ModelId} in {warm.LoadTime.TotalSeconds:F2} s ({info.Backend}, {info.WeightFormat} weights, {info.Threads} threads, context {info.ContextLength}, template {info.ChatTemplate})."));
+    if (info.Backend == "cpu" && info.WeightFormat == "mxfp4" && AcceleratorBackends.LastFallbackReason is string reason)
+    {
+        Console.WriteLine($"(CUDA not used: {reason})");
+    }
 }
 catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or NotSupportedException or UnauthorizedAccessException)
 {

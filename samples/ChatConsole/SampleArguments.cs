@@ -1,8 +1,9 @@
 using System.Globalization;
+using LocalMxfp4.Engine.Loading;
 
 namespace LocalMxfp4.Samples.ChatConsole;
 
-/// <summary>The command line: <c>[--model DIR] [--max-tokens N] [--temperature T] [--context N] [--system TEXT]</c>.</summary>
+/// <summary>The command line: <c>[--model DIR] [--max-tokens N] [--temperature T] [--context N] [--system TEXT] [--backend B] [--device N]</c>.</summary>
 internal sealed record SampleArguments
 {
     public string ModelPath { get; init; } = Path.Combine(AppContext.BaseDirectory, "models", "stories260K");
@@ -15,16 +16,22 @@ internal sealed record SampleArguments
 
     public string? SystemPrompt { get; init; }
 
+    public EngineBackend Backend { get; init; } = EngineBackend.Auto;
+
+    public int? Device { get; init; }
+
     public bool Help { get; init; }
 
     public const string Usage = """
         ChatConsole — a streaming chat with a local model through DuQuantChatClient.
-        usage: ChatConsole [--model DIR] [--max-tokens N] [--temperature T] [--context N] [--system TEXT]
+        usage: ChatConsole [--model DIR] [--max-tokens N] [--temperature T] [--context N] [--system TEXT] [--backend B] [--device N]
           --model DIR        a Hugging Face LLaMA directory (float or quantized); default: the bundled stories260K
           --max-tokens N     longest reply (default 200)
           --temperature T    0 = greedy (default: the model's generation_config.json, else 0.8)
           --context N        KV-cache tokens (default: the model's maximum, at most 4096)
           --system TEXT      system prompt
+          --backend B        auto (default: the GPU for an MXFP4 model when CUDA can run it, else the CPU) | cpu | cuda
+          --device N         CUDA device ordinal (default 0)
         In the chat: /reset clears the history, /system TEXT sets the system prompt, /exit quits; Ctrl+C stops a reply.
         """;
 
@@ -52,11 +59,27 @@ internal sealed record SampleArguments
                 "--temperature" => result with { Temperature = float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out float t) && t >= 0 ? t : throw new ArgumentException($"--temperature: '{value}' is not a number ≥ 0.") },
                 "--context" => result with { ContextLength = PositiveInt(name, value) },
                 "--system" => result with { SystemPrompt = value },
+                "--backend" => result with { Backend = BackendName(value) },
+                "--device" => result with { Device = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int d) && d >= 0 ? d : throw new ArgumentException($"--device: '{value}' is not a device ordinal ≥ 0.") },
                 _ => throw new ArgumentException($"unknown option '{name}' (see --help)."),
             };
         }
 
         return result;
+    }
+
+    private static EngineBackend BackendName(string value)
+    {
+        // By name only: Enum.TryParse would also take "2".
+        foreach (EngineBackend backend in Enum.GetValues<EngineBackend>())
+        {
+            if (string.Equals(backend.ToString(), value, StringComparison.OrdinalIgnoreCase))
+            {
+                return backend;
+            }
+        }
+
+        throw new ArgumentException($"--backend: '{value}' is not auto, cpu or cuda.");
     }
 
     private static int PositiveInt(string name, string value) =>

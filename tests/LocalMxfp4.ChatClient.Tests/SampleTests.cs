@@ -41,6 +41,16 @@ public partial class SampleTests(TinyLlama3Model llama)
         Assert.StartsWith("error: ", error);
         Assert.Contains("/no/such/model", error);
         Assert.DoesNotContain("   at ", error);
+
+        (bad, _, error) = Run("ChatConsole.dll", string.Empty, "--backend", "gpu");
+        Assert.Equal(2, bad);
+        Assert.Contains("--backend: 'gpu' is not auto, cpu or cuda", error);
+
+        // The sample ships the CUDA backend; the bundled float model is not one it runs, on any machine.
+        (bad, _, error) = Run("ChatConsole.dll", string.Empty, "--backend", "cuda", "--device", "0");
+        Assert.Equal(2, bad);
+        Assert.StartsWith("error: The CUDA backend cannot run: ", error);
+        Assert.Contains("float checkpoint", error);
     }
 
     [Fact]
