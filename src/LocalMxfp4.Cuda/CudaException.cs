@@ -51,7 +51,7 @@ public sealed class CudaOutOfMemoryException : CudaException
 
     /// <summary>Restates <paramref name="inner"/> with <paramref name="message"/>: what needed the memory, and how much there was.</summary>
     public CudaOutOfMemoryException(CudaOutOfMemoryException inner, string message)
-        : base(inner?.Result ?? CudaResult.OutOfMemory, inner?.ErrorName ?? "CUDA_ERROR_OUT_OF_MEMORY", inner?.Call ?? string.Empty, message, inner)
+        : base(inner.Result, inner.ErrorName, inner.Call, message, inner)
     {
     }
 }

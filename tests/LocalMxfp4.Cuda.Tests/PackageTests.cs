@@ -4,6 +4,7 @@ using System.Text;
 using System.Xml.Linq;
 using LocalMxfp4.Engine.Contract;
 using LocalMxfp4.Engine.Loading;
+using LocalMxfp4.Engine.Sampling;
 using LocalMxfp4.TestSupport;
 
 namespace LocalMxfp4.Cuda.Tests;
@@ -21,6 +22,7 @@ public sealed class PackageTests
         using LocalMxfp4.Cuda;
         using LocalMxfp4.Engine.Contract;
         using LocalMxfp4.Engine.Loading;
+        using LocalMxfp4.Engine.Sampling;
 
         string? fatbin = CudaKernels.SearchDirectories().Select(d => Path.Combine(d, CudaKernels.FatbinName)).FirstOrDefault(File.Exists);
         Console.WriteLine($"fatbin={fatbin ?? "none"}");
@@ -33,7 +35,7 @@ public sealed class PackageTests
         for (int i = 0; i < 12; i++)
         {
             session.Forward([next], logits);
-            next = Array.IndexOf(logits, logits.Max());
+            next = Sampler.ArgMax(logits);
             tokens.Add(next);
         }
 
@@ -175,7 +177,7 @@ public sealed class PackageTests
         for (int i = 0; i < 12; i++)
         {
             session.Forward([next], logits);
-            next = Array.IndexOf(logits, logits.Max());
+            next = Sampler.ArgMax(logits);
             tokens.Add(next);
         }
 
