@@ -242,7 +242,7 @@ public sealed class ModelQuantizer(QuantizerOptions options, IProgress<Quantizat
         }
 
         var weights = new LlamaWeights(c, folded.Embedding, layers, folded.FinalNorm, folded.LmHeadLinear(parallel));
-        var session = new TransformerSession(weights, new RotaryEmbedding(c), parallel, length);
+        var session = new TransformerSession(weights, parallel, length);
         Report("rotation search", 0, 1);
         session.ForwardHidden(mean, length);
         Report("rotation search", 1, 1);
