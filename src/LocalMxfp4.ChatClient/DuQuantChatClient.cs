@@ -6,6 +6,7 @@ using LocalMxfp4.ChatClient.Loading;
 using LocalMxfp4.ChatClient.Telemetry;
 using LocalMxfp4.ChatClient.Templates;
 using LocalMxfp4.Engine.Contract;
+using LocalMxfp4.Serving;
 using LocalMxfp4.Tokenization;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -33,7 +34,7 @@ public sealed class DuQuantChatClient : IChatClient
     private readonly DuQuantMetrics _metrics;
     private readonly SemaphoreSlim _loadLock = new(1, 1);
     private volatile LoadedModel? _model;
-    private volatile InferenceScheduler? _scheduler;
+    private volatile ChatServing? _serving;
     private int _disposed;
 
     /// <summary>Creates a client that loads the model at <see cref="DuQuantChatClientOptions.ModelPath"/> on first use.</summary>
@@ -94,10 +95,10 @@ public sealed class DuQuantChatClient : IChatClient
     public bool IsLoaded => _model is not null;
 
     /// <summary>Requests waiting for a generation slot.</summary>
-    public int QueuedRequests => _scheduler?.QueuedCount ?? 0;
+    public int QueuedRequests => _serving?.QueuedCount ?? 0;
 
     /// <summary>Requests generating now.</summary>
-    public int RunningRequests => _scheduler?.RunningCount ?? 0;
+    public int RunningRequests => _serving?.RunningCount ?? 0;
 
     /// <summary>The prompt format in use, once the model is loaded.</summary>
     public IChatTemplate? Template => _model?.Template;
@@ -199,7 +200,8 @@ public sealed class DuQuantChatClient : IChatClient
             return _options.Clone();
         }
 
-        if (serviceType != typeof(IInferenceEngine) && serviceType != typeof(LlmTokenizer) && serviceType != typeof(IChatTemplate) && serviceType != typeof(DuQuantBackendInfo))
+        if (serviceType != typeof(IInferenceEngine) && serviceType != typeof(LlmTokenizer) && serviceType != typeof(IChatTemplate) && serviceType != typeof(DuQuantBackendInfo)
+            && serviceType != typeof(ServingEngine))
         {
             return null;
         }
@@ -213,6 +215,11 @@ public sealed class DuQuantChatClient : IChatClient
         if (serviceType == typeof(IInferenceEngine))
         {
             return model.Engine;
+        }
+
+        if (serviceType == typeof(ServingEngine))
+        {
+            return _serving?.Engine;
         }
 
         if (serviceType == typeof(LlmTokenizer))
@@ -245,9 +252,9 @@ public sealed class DuQuantChatClient : IChatClient
         _loadLock.Wait();
         try
         {
-            _scheduler?.Dispose();
+            _serving?.Dispose();
             _model?.Dispose();
-            _scheduler = null;
+            _serving = null;
             _model = null;
         }
         finally
@@ -270,14 +277,14 @@ public sealed class DuQuantChatClient : IChatClient
         }
 
         LoadedModel model = await EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
-        InferenceScheduler scheduler = _scheduler ?? throw new ObjectDisposedException(nameof(DuQuantChatClient));
+        ChatServing serving = _serving ?? throw new ObjectDisposedException(nameof(DuQuantChatClient));
         RequestPlan plan = RequestPlanner.Create(model, _options, messages, options, this, _logger);
 
         string responseId = "duq-" + Guid.NewGuid().ToString("N");
         string messageId = "duqmsg-" + Guid.NewGuid().ToString("N");
         DateTimeOffset createdAt = DateTimeOffset.UtcNow;
-        using var request = new GenerationRequest(plan, responseId, cancellationToken, scheduler.ShutdownToken);
-        scheduler.Enqueue(request);
+        using var request = new GenerationRequest(plan, responseId, cancellationToken, serving.ShutdownToken);
+        serving.Submit(request);
         bool finished = false;
         try
         {
@@ -372,7 +379,7 @@ public sealed class DuQuantChatClient : IChatClient
     private void Install(LoadedModel model)
     {
         EngineDescription d = model.Engine.Description;
-        _scheduler = new InferenceScheduler(model, _options.MaxConcurrentRequests, _options.MaxQueuedRequests, ModelId, _metrics, _logger);
+        _serving = new ChatServing(model, _options, ModelId, _metrics, _logger);
         _model = model;
         Log.ModelLoaded(_logger, ModelId, model.ModelPath, model.LoadTime.TotalSeconds, d.Backend, d.WeightFormat, d.ActivationFormat, d.Threads, model.ContextLength, model.Template.Name);
     }

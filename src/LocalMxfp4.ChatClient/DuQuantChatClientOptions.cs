@@ -1,4 +1,5 @@
 using LocalMxfp4.ChatClient.Templates;
+using LocalMxfp4.Engine.Contract;
 using LocalMxfp4.Engine.Loading;
 
 namespace LocalMxfp4.ChatClient;
@@ -71,10 +72,34 @@ public sealed class DuQuantChatClientOptions
     public int? Seed { get; set; }
 
     /// <summary>
-    /// Requests that generate at the same time, each with its own KV cache of <see cref="ContextLength"/> tokens.
-    /// Others wait in a FIFO queue. 1 suits a CPU (the matrix products already use every core).
+    /// Requests that generate at the same time: the batch size of the engine loop. Every step decodes one token of each
+    /// running request in one batched forward pass (each weight is read once for all of them), so more concurrent
+    /// requests raise total throughput at a modest cost per request. Others wait in a FIFO queue.
     /// </summary>
-    public int MaxConcurrentRequests { get; set; } = 1;
+    public int MaxConcurrentRequests { get; set; } = 4;
+
+    /// <summary>
+    /// Tokens one forward step processes at most: the decode tokens of the running requests first, then prompt chunks
+    /// of newly admitted ones. Smaller values keep decoding requests flowing while a long prompt is read.
+    /// </summary>
+    public int MaxBatchTokens { get; set; } = 256;
+
+    /// <summary>
+    /// Positions of KV memory shared by running requests and the prefix cache. Null: enough for every concurrent request
+    /// to fill <see cref="ContextLength"/>, capped at a quarter of the memory available to the process (never below one
+    /// context). When it runs out, idle cached prefixes are evicted first, then the newest request is paused and
+    /// recomputed later; no request that fits the context fails.
+    /// </summary>
+    public long? KvCacheTokens { get; set; }
+
+    /// <summary>Number format of the KV cache (Float32 keeps the engine's reference numerics; BFloat16 halves the memory).</summary>
+    public KvCachePrecision KvCachePrecision { get; set; } = KvCachePrecision.Float32;
+
+    /// <summary>
+    /// Reuse the keys and values of earlier requests that share a prompt prefix (a conversation's earlier turns, a
+    /// common system prompt): only the new part of a prompt is computed. Reported in <c>UsageDetails.CachedInputTokenCount</c>.
+    /// </summary>
+    public bool PrefixCaching { get; set; } = true;
 
     /// <summary>Requests allowed to wait for a slot; one more is refused with <see cref="DuQuantQueueFullException"/>.</summary>
     public int MaxQueuedRequests { get; set; } = 256;

@@ -110,7 +110,26 @@ public sealed class DuQuantChatClientOptionsValidator : IValidateOptions<DuQuant
 
         if (options.MaxConcurrentRequests is < 1 or > 64)
         {
-            problems.Add($"MaxConcurrentRequests {options.MaxConcurrentRequests} must be between 1 and 64 (each slot holds a KV cache of ContextLength tokens).");
+            problems.Add($"MaxConcurrentRequests {options.MaxConcurrentRequests} must be between 1 and 64 (the batch size of the engine loop).");
+        }
+
+        if (options.MaxBatchTokens < Math.Max(1, options.MaxConcurrentRequests))
+        {
+            problems.Add($"MaxBatchTokens {options.MaxBatchTokens} must be at least MaxConcurrentRequests ({options.MaxConcurrentRequests}): every running request decodes one token per step.");
+        }
+
+        if (options.KvCacheTokens is long kv)
+        {
+            int? fullContext = options.ContextLength ?? (maxPositions is int m ? Math.Min(m, DuQuantChatClientOptions.DefaultContextLengthCap) : null);
+            if (kv < 2 || (fullContext is int c && kv < c))
+            {
+                problems.Add($"KvCacheTokens {kv} must hold at least one full context ({fullContext?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "ContextLength"} tokens), so every request that fits the context can complete.");
+            }
+        }
+
+        if (!Enum.IsDefined(options.KvCachePrecision))
+        {
+            problems.Add($"KvCachePrecision '{options.KvCachePrecision}' is unknown; use Float32 or BFloat16.");
         }
 
         if (options.MaxQueuedRequests < 1)

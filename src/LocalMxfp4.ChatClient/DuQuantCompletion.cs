@@ -26,6 +26,12 @@ public sealed record DuQuantCompletion(
     TimeSpan TimeToFirstToken,
     TimeSpan DecodeTime)
 {
+    /// <summary>Prompt tokens whose keys and values came from the prefix cache (an earlier turn, another request) instead of being computed.</summary>
+    public int CachedPromptTokens { get; init; }
+
+    /// <summary>Times the request was preempted for KV memory and recomputed (transparent to its tokens).</summary>
+    public int Preemptions { get; init; }
+
     /// <summary>Decode speed in tokens per second (0 when fewer than two tokens were sampled).</summary>
     public double DecodeTokensPerSecond => OutputTokenIds.Count > 1 && DecodeTime > TimeSpan.Zero
         ? (OutputTokenIds.Count - 1) / DecodeTime.TotalSeconds

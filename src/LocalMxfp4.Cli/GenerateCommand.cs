@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using LocalMxfp4.Engine.Contract;
-using LocalMxfp4.Engine.Generation;
 using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Engine.Sampling;
 using LocalMxfp4.Models.Checkpoint;
+using LocalMxfp4.Serving;
 using LocalMxfp4.Tokenization;
 
 namespace LocalMxfp4.Cli;
@@ -76,39 +76,49 @@ internal static class GenerateCommand
         }
 
         promptIds.AddRange(tokenizer.Encode(promptText));
-        int context = contextLength ?? Math.Min(engine.Config.MaxPositions, promptIds.Count + maxTokens);
-        using IInferenceSession session = engine.CreateSession(Math.Max(context, promptIds.Count));
-        var stops = new HashSet<int>(engine.Config.EosTokenIds.Concat(tokenizer.EndOfSequenceIds));
-        var generator = new TextGenerator(engine, tokenizer);
-
-        Console.Write(promptText);
-        var ids = new List<int>();
-        var clock = Stopwatch.StartNew();
-        double firstTokenSeconds = 0;
-        GenerationFinish finish = GenerationFinish.Length;
-        foreach (GeneratedToken step in generator.Generate(session, promptIds, new GenerationOptions { MaxNewTokens = maxTokens, Sampling = sampling, StopTokenIds = stops }, cancellationToken))
+        if (promptIds.Count >= engine.Config.MaxPositions)
         {
-            if (ids.Count == 0)
-            {
-                firstTokenSeconds = clock.Elapsed.TotalSeconds;
-            }
-
-            if (step.TokenId >= 0 && step.Finish != GenerationFinish.Stop)
-            {
-                ids.Add(step.TokenId);
-            }
-
-            Console.Write(step.Text);
-            finish = step.Finish ?? finish;
+            throw new ArgumentOutOfRangeException("--prompt", promptIds.Count, $"The prompt has {promptIds.Count} tokens; the model's context is {engine.Config.MaxPositions}.");
         }
 
-        clock.Stop();
+        int context = Math.Clamp(contextLength ?? (promptIds.Count + maxTokens), promptIds.Count + 1, engine.Config.MaxPositions);
+        var stops = new HashSet<int>(engine.Config.EosTokenIds.Concat(tokenizer.EndOfSequenceIds));
+        Console.Write(promptText);
+        var ids = new List<int>();
+        SequenceResult? result = null;
+        if (maxTokens > 0)
+        {
+            // The same engine loop (and token rule: penalties over the reply, never the prompt) as the chat client.
+            using var serving = new ServingEngine(engine, new ServingOptions { ContextLength = context, MaxBatchSequences = 1, KvCacheTokens = context });
+            StreamingDetokenizer detokenizer = tokenizer.CreateStreamingDetokenizer();
+            result = serving.Generate(promptIds, sampling, maxTokens, stops, token =>
+            {
+                if (!stops.Contains(token))
+                {
+                    ids.Add(token);
+                    Console.Write(detokenizer.Append(token));
+                }
+
+                return true;
+            }, cancellationToken);
+            Console.Write(detokenizer.Flush());
+        }
+
         Console.WriteLine();
-        double decodeSeconds = clock.Elapsed.TotalSeconds - firstTokenSeconds;
+        double firstTokenMs = result?.TimeToFirstToken.TotalMilliseconds ?? 0;
+        double decodeSeconds = result?.DecodeTime.TotalSeconds ?? 0;
+        int sampled = result?.OutputTokenIds.Count ?? 0;
+        string finish = result?.Finish switch
+        {
+            null => "Length",
+            SequenceFinish.StopToken => "Stop",
+            SequenceFinish.ContextFull => "ContextFull",
+            _ => "Length",
+        };
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"[{engine.Description.Backend} {engine.Description.WeightFormat}, {engine.Description.Threads} threads] load {load.Elapsed.TotalMilliseconds:F0} ms, prompt {promptIds.Count} tokens, " +
-            $"generated {ids.Count} tokens in {clock.Elapsed.TotalMilliseconds:F0} ms (first {firstTokenSeconds * 1000:F1} ms, " +
-            $"{(ids.Count > 1 ? (ids.Count - 1) / decodeSeconds : 0):F1} tok/s decode), finish: {finish}"));
+            $"generated {ids.Count} tokens in {firstTokenMs + (decodeSeconds * 1000):F0} ms (first {firstTokenMs:F1} ms, " +
+            $"{(sampled > 1 && decodeSeconds > 0 ? (sampled - 1) / decodeSeconds : 0):F1} tok/s decode), finish: {finish}"));
         if (BackendOptions.FallbackNote(loadOptions, engine) is string note)
         {
             Console.Error.WriteLine(note);

@@ -29,7 +29,7 @@ public sealed class Stories260KModel : IDisposable
     /// <summary>A client over the shared engine (the client does not own it).</summary>
     public DuQuantChatClient Client(Action<DuQuantChatClientOptions>? configure = null, IInferenceEngine? engine = null)
     {
-        var options = new DuQuantChatClientOptions { ModelPath = Directory };
+        var options = new DuQuantChatClientOptions { ModelPath = Directory, PrefixCaching = engine is not InstrumentedEngine };
         configure?.Invoke(options);
         return new DuQuantChatClient(engine ?? Engine, Tokenizer, options);
     }
@@ -55,7 +55,7 @@ public sealed class TinyLlama3Model : IDisposable
 
     public DuQuantChatClient Client(Action<DuQuantChatClientOptions>? configure = null, IInferenceEngine? engine = null)
     {
-        var options = new DuQuantChatClientOptions { ModelPath = Directory, ContextLength = 512 };
+        var options = new DuQuantChatClientOptions { ModelPath = Directory, ContextLength = 512, PrefixCaching = engine is not InstrumentedEngine };
         configure?.Invoke(options);
         return new DuQuantChatClient(engine ?? Engine, Tokenizer, options);
     }
@@ -71,13 +71,15 @@ public sealed class TinyLlama3Model : IDisposable
 
 /// <summary>
 /// Wraps a real engine to make client behaviour observable: it can force the tokens the model "chooses" (a script,
-/// by making the scripted id overwhelmingly likely), hold forward passes at a gate, and counts them.
+/// by making the scripted id overwhelmingly likely), hold forward passes at a gate, and counts them. It forwards the
+/// batched contract, so the client runs its real serving path (paged KV, continuous batching) through it.
 /// </summary>
-public sealed class InstrumentedEngine(IInferenceEngine inner) : IInferenceEngine
+public sealed class InstrumentedEngine(IInferenceEngine inner) : IBatchedInferenceEngine
 {
+    private readonly Dictionary<int, int> _steps = [];
     private int _forwards;
 
-    /// <summary>Token ids to force, in order, one per sampling step; after the script, <see cref="ThenForce"/> (or the model's own choice).</summary>
+    /// <summary>Token ids to force, in order, one per sampling step of a request; after the script, <see cref="ThenForce"/> (or the model's own choice).</summary>
     public IReadOnlyList<int> Script { get; set; } = [];
 
     /// <summary>Forced after the script runs out, if set (e.g. an end-of-turn id).</summary>
@@ -86,22 +88,58 @@ public sealed class InstrumentedEngine(IInferenceEngine inner) : IInferenceEngin
     /// <summary>When set, every forward pass waits for it.</summary>
     public ManualResetEventSlim? Gate { get; set; }
 
-    /// <summary>Forward passes run so far, over all sessions.</summary>
+    /// <summary>Forward passes (batched steps or session calls) run so far.</summary>
     public int Forwards => Volatile.Read(ref _forwards);
-
-    /// <summary>Rewinds to position 0 so far (the client does one after each request).</summary>
-    public int Rewinds;
 
     public Models.Configuration.LlamaConfig Config => inner.Config;
 
     public EngineDescription Description => inner.Description;
 
+    private IBatchedInferenceEngine Batched => (IBatchedInferenceEngine)inner;
+
     public IInferenceSession CreateSession(int contextLength) => new Session(this, inner.CreateSession(contextLength));
+
+    public long KvBytesPerToken(KvCachePrecision precision) => Batched.KvBytesPerToken(precision);
+
+    public IPagedKvCache CreatePagedKvCache(int blocks, int blockSize, KvCachePrecision precision) => Batched.CreatePagedKvCache(blocks, blockSize, precision);
+
+    public void ForwardBatch(IPagedKvCache cache, ReadOnlySpan<BatchSequence> batch, Span<float> logits)
+    {
+        Gate?.Wait(TestContext.Current.CancellationToken);
+        Batched.ForwardBatch(cache, batch, logits);
+        Interlocked.Increment(ref _forwards);
+        int row = 0;
+        lock (_steps)
+        {
+            foreach (BatchSequence s in batch)
+            {
+                // A sequence is known by its first KV block; a step at position 0 is a new request (the tests that script
+                // tokens turn the prefix cache off, so every request starts there).
+                int key = s.BlockTable.Span[0];
+                if (s.Position == 0)
+                {
+                    _steps[key] = 0;
+                }
+
+                for (int r = 0; r < s.LogitRows; r++, row++)
+                {
+                    int step = _steps.GetValueOrDefault(key);
+                    _steps[key] = step + 1;
+                    if (Forced(step) is int id)
+                    {
+                        logits[(row * Config.VocabularySize) + id] = 1e4f;
+                    }
+                }
+            }
+        }
+    }
 
     public void Dispose()
     {
         // The inner engine belongs to the fixture.
     }
+
+    private int? Forced(int step) => step < Script.Count ? Script[step] : ThenForce;
 
     private sealed class Session(InstrumentedEngine owner, IInferenceSession inner) : IInferenceSession
     {
@@ -116,9 +154,7 @@ public sealed class InstrumentedEngine(IInferenceEngine inner) : IInferenceEngin
             owner.Gate?.Wait(TestContext.Current.CancellationToken);
             inner.Forward(tokens, logits);
             Interlocked.Increment(ref owner._forwards);
-            int? forced = _step < owner.Script.Count ? owner.Script[_step] : owner.ThenForce;
-            _step++;
-            if (forced is int id)
+            if (owner.Forced(_step++) is int id)
             {
                 logits[id] = 1e4f;
             }
@@ -132,7 +168,6 @@ public sealed class InstrumentedEngine(IInferenceEngine inner) : IInferenceEngin
             if (position == 0)
             {
                 _step = 0;
-                Interlocked.Increment(ref owner.Rewinds);
             }
         }
 

@@ -1,5 +1,5 @@
 using LocalMxfp4.Engine.Contract;
-using LocalMxfp4.Engine.Generation;
+using LocalMxfp4.Serving;
 using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Engine.Sampling;
 using LocalMxfp4.Tokenization;
@@ -19,19 +19,17 @@ public class Stories260KTests
     {
         using IInferenceEngine engine = FloatModelLoader.LoadEngine(Weights(file));
         LlmTokenizer tokenizer = LlmTokenizer.Load(Stories260KReference.ModelDirectory);
-        using IInferenceSession session = engine.CreateSession(512);
-        var generator = new TextGenerator(engine, tokenizer);
         int newTokens = Reference.GreedyTokens.Length - 1;
-        List<GeneratedToken> steps = generator.Generate(session, [Reference.GreedyTokens[0]], new GenerationOptions
-        {
-            MaxNewTokens = newTokens,
-            Sampling = SamplingOptions.Greedy,
-            StopTokenIds = engine.Config.EosTokenIds,
-        }, TestContext.Current.CancellationToken).ToList();
+        using var serving = new ServingEngine(engine, new ServingOptions { ContextLength = 512, MaxBatchSequences = 1 });
+        StreamingDetokenizer detokenizer = tokenizer.CreateStreamingDetokenizer();
+        var text = new System.Text.StringBuilder();
+        SequenceResult result = serving.Generate([Reference.GreedyTokens[0]], SamplingOptions.Greedy, newTokens, new HashSet<int>(engine.Config.EosTokenIds),
+            token => { text.Append(detokenizer.Append(token)); return true; }, TestContext.Current.CancellationToken);
+        text.Append(detokenizer.Flush());
 
-        Assert.Equal(Reference.GreedyTokens[1..], steps.Select(s => s.TokenId));
-        Assert.Equal(Reference.GreedyText, string.Concat(steps.Select(s => s.Text)));
-        Assert.Equal(GenerationFinish.Length, steps[^1].Finish);
+        Assert.Equal(Reference.GreedyTokens[1..], result.OutputTokenIds);
+        Assert.Equal(Reference.GreedyText, text.ToString());
+        Assert.Equal(SequenceFinish.Length, result.Finish);
     }
 
     [Fact]

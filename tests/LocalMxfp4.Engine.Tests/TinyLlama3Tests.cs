@@ -1,5 +1,5 @@
 using LocalMxfp4.Engine.Contract;
-using LocalMxfp4.Engine.Generation;
+using LocalMxfp4.Serving;
 using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Engine.Sampling;
 using LocalMxfp4.Models.Configuration;
@@ -129,12 +129,8 @@ public class TinyLlama3Tests(TinyLlama3Fixture fixture) : IClassFixture<TinyLlam
 
     private int[] Generate(SamplingOptions sampling)
     {
-        using IInferenceSession session = fixture.Engine.CreateSession(64);
-        var generator = new TextGenerator(fixture.Engine, fixture.Tokenizer);
+        using var serving = new ServingEngine(fixture.Engine, new ServingOptions { ContextLength = 64, MaxBatchSequences = 1 });
         int[] prompt = [128000, .. fixture.Tokenizer.Encode("Hello, my dog is cute")];
-        return generator.Generate(session, prompt, new GenerationOptions { MaxNewTokens = 24, Sampling = sampling }, TestContext.Current.CancellationToken)
-            .Where(s => s.TokenId >= 0)
-            .Select(s => s.TokenId)
-            .ToArray();
+        return [.. serving.Generate(prompt, sampling, 24, new HashSet<int>(), cancellationToken: TestContext.Current.CancellationToken).OutputTokenIds];
     }
 }

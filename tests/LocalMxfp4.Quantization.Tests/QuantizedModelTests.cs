@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using LocalMxfp4.Engine.Contract;
-using LocalMxfp4.Engine.Generation;
+using LocalMxfp4.Serving;
 using LocalMxfp4.Engine.Layers;
 using LocalMxfp4.Engine.Loading;
 using LocalMxfp4.Engine.Sampling;
@@ -76,11 +76,11 @@ public class QuantizedModelTests(QuantizedStoriesFixture fixture) : IClassFixtur
         Assert.Equal("mxfp4", engine.Description.WeightFormat);
         Assert.Equal("mxfp4", engine.Description.ActivationFormat);
         LlmTokenizer tokenizer = LlmTokenizer.Load(fixture.Directory);
-        var generator = new TextGenerator(engine, tokenizer);
         string Run()
         {
-            using IInferenceSession session = engine.CreateSession(128);
-            return string.Concat(generator.Generate(session, [1, .. tokenizer.Encode("Once upon a time")], new GenerationOptions { MaxNewTokens = 40, Sampling = SamplingOptions.Greedy }, TestContext.Current.CancellationToken).Select(s => s.Text));
+            using var serving = new ServingEngine(engine, new ServingOptions { ContextLength = 128, MaxBatchSequences = 1 });
+            SequenceResult result = serving.Generate([1, .. tokenizer.Encode("Once upon a time")], SamplingOptions.Greedy, 40, new HashSet<int>(), cancellationToken: TestContext.Current.CancellationToken);
+            return tokenizer.Decode(result.OutputTokenIds);
         }
 
         string first = Run();

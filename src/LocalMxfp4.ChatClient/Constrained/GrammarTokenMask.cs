@@ -1,5 +1,6 @@
 using System.Numerics;
 using LocalMxfp4.ChatClient.Generation;
+using LocalMxfp4.Serving;
 
 namespace LocalMxfp4.ChatClient.Constrained;
 
@@ -18,7 +19,7 @@ namespace LocalMxfp4.ChatClient.Constrained;
 /// <para>Speed: inside a plain string — where most decoding time goes — the ~95% of tokens that are plain text are
 /// allowed from a precomputed bit set, and only the rest (quotes, escapes, partial UTF-8) are walked.</para>
 /// </remarks>
-internal sealed class GrammarTokenMask : ITokenMask
+internal sealed class GrammarTokenMask : ILogitsProcessor
 {
     private readonly JsonRecognizer _recognizer;
     private readonly VocabularyIndex _vocabulary;

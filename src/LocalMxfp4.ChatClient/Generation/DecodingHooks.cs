@@ -3,22 +3,6 @@ using Microsoft.Extensions.AI;
 namespace LocalMxfp4.ChatClient.Generation;
 
 /// <summary>
-/// Restricts which tokens may be sampled next (the plug-in point for constrained decoding: JSON schemas, forced tool
-/// calls). Applied to the logits after every forward pass, before the sampler's penalties and temperature.
-/// </summary>
-internal interface ITokenMask
-{
-    /// <summary>Sets the logits of forbidden tokens to negative infinity.</summary>
-    void Apply(Span<float> logits);
-
-    /// <summary>Advances the mask's state past the sampled token.</summary>
-    void Accept(int tokenId);
-
-    /// <summary>Whether the last <see cref="Apply"/> allowed <paramref name="tokenId"/>.</summary>
-    bool IsAllowed(int tokenId);
-}
-
-/// <summary>
 /// Turns the reply text, as it streams, into message contents (the plug-in point for tool-call parsing). The
 /// default passes text through; a tool-call parser buffers a call and emits a <c>FunctionCallContent</c> at the end.
 /// </summary>

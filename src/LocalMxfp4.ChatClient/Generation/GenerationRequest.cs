@@ -1,16 +1,14 @@
-using System.Diagnostics;
 using System.Threading.Channels;
 
 namespace LocalMxfp4.ChatClient.Generation;
 
-/// <summary>A queued or running request: its plan, its cancellation, and the channel its reply streams through.</summary>
+/// <summary>A submitted request: its plan, its cancellation, and the channel its reply streams through.</summary>
 internal sealed class GenerationRequest : IDisposable
 {
     private readonly Channel<GenerationEvent> _events = Channel.CreateUnbounded<GenerationEvent>(
-        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
 
     private readonly CancellationTokenSource _cancellation;
-    private CancellationTokenRegistration _queuedRegistration;
 
     public GenerationRequest(RequestPlan plan, string responseId, CancellationToken callerToken, CancellationToken shutdownToken)
     {
@@ -22,8 +20,6 @@ internal sealed class GenerationRequest : IDisposable
         // Read once: the caller disposes the source when it abandons a stream, and CancellationTokenSource.Token
         // throws after that, while the token itself stays usable.
         Token = _cancellation.Token;
-        ParentContext = Activity.Current?.Context ?? default;
-        EnqueuedAt = Stopwatch.GetTimestamp();
     }
 
     public RequestPlan Plan { get; }
@@ -38,12 +34,6 @@ internal sealed class GenerationRequest : IDisposable
 
     /// <summary>Cancelled by the caller, by an abandoned stream, or by disposal.</summary>
     public CancellationToken Token { get; }
-
-    public ActivityContext ParentContext { get; }
-
-    public long EnqueuedAt { get; }
-
-    public LinkedListNode<GenerationRequest>? Node { get; set; }
 
     public ChannelReader<GenerationEvent> Events => _events.Reader;
 
@@ -71,19 +61,5 @@ internal sealed class GenerationRequest : IDisposable
         }
     }
 
-    public void OnCancelWhileQueued(Action<GenerationRequest> callback) =>
-        _queuedRegistration = Token.Register(static state =>
-        {
-            var (request, action) = ((GenerationRequest, Action<GenerationRequest>))state!;
-            action(request);
-        }, (this, callback));
-
-    /// <summary>Ends the queued-cancellation callback once a worker took the request (waits if it is running).</summary>
-    public void EndQueuedRegistration() => _queuedRegistration.Dispose();
-
-    public void Dispose()
-    {
-        _queuedRegistration.Dispose();
-        _cancellation.Dispose();
-    }
+    public void Dispose() => _cancellation.Dispose();
 }

@@ -1,4 +1,5 @@
 using LocalMxfp4.Engine.Sampling;
+using LocalMxfp4.Serving;
 
 namespace LocalMxfp4.ChatClient.Generation;
 
@@ -18,7 +19,7 @@ internal sealed class RequestPlan
     public int IgnoredTools { get; init; }
 
     /// <summary>Constrained decoding (a JSON response format or a required tool call); null for free text.</summary>
-    public ITokenMask? TokenMask { get; init; }
+    public ILogitsProcessor? TokenMask { get; init; }
 
     public IResponseParser Parser { get; init; } = new TextResponseParser();
 }

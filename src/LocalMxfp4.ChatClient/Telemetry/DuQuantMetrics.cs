@@ -22,6 +22,8 @@ internal sealed class DuQuantMetrics : IDisposable
         TokenUsage = _meter.CreateHistogram(DuQuantTelemetry.TokenUsage, "{token}", "Input and output tokens per request.",
             tags: null, advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
         QueueLength = _meter.CreateUpDownCounter<long>(DuQuantTelemetry.QueueLength, "{request}", "Requests waiting for a generation slot.");
+        CachedInputTokens = _meter.CreateHistogram(DuQuantTelemetry.CachedInputTokens, "{token}", "Prompt tokens per request reused from the prefix cache.",
+            tags: null, advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
         PrefillThroughput = _meter.CreateHistogram<double>(DuQuantTelemetry.PrefillThroughput, "{token}/s", "Prompt tokens processed per second.");
         KvCacheUtilization = _meter.CreateHistogram<double>(DuQuantTelemetry.KvCacheUtilization, "1", "Share of the KV cache used by a request.");
     }
@@ -37,6 +39,8 @@ internal sealed class DuQuantMetrics : IDisposable
     public Histogram<long> TokenUsage { get; }
 
     public UpDownCounter<long> QueueLength { get; }
+
+    public Histogram<long> CachedInputTokens { get; }
 
     public Histogram<double> PrefillThroughput { get; }
 

@@ -36,7 +36,10 @@ public static class DuQuantTelemetry
     /// <summary>Histogram, tokens per second: prompt processing speed.</summary>
     public const string PrefillThroughput = "duquant.prefill.throughput";
 
-    /// <summary>Histogram, 0–1: share of the KV cache a request used when it ended.</summary>
+    /// <summary>Histogram, tokens per request: prompt tokens reused from the prefix cache (not computed).</summary>
+    public const string CachedInputTokens = "duquant.prefix_cache.tokens";
+
+    /// <summary>Histogram, 0–1: share of the context a request used when it ended.</summary>
     public const string KvCacheUtilization = "duquant.kv_cache.utilization";
 
     /// <summary>The provider name used in metadata and the <c>gen_ai.provider.name</c> attribute.</summary>
