@@ -278,7 +278,7 @@ public sealed class DuQuantChatClient : IChatClient
 
         LoadedModel model = await EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         ChatServing serving = _serving ?? throw new ObjectDisposedException(nameof(DuQuantChatClient));
-        RequestPlan plan = RequestPlanner.Create(model, _options, messages, options, this, _logger);
+        RequestPlan plan = RequestPlanner.Create(model, _options, messages, options, this, _logger, serving.Replies);
 
         string responseId = "duq-" + Guid.NewGuid().ToString("N");
         string messageId = "duqmsg-" + Guid.NewGuid().ToString("N");

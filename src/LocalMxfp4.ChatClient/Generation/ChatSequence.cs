@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using LocalMxfp4.ChatClient.Loading;
 using LocalMxfp4.ChatClient.Telemetry;
+using LocalMxfp4.ChatClient.Templates;
 using LocalMxfp4.Serving;
 using LocalMxfp4.Tokenization;
 using Microsoft.Extensions.AI;
@@ -26,10 +27,13 @@ internal sealed class ChatSequence : ISequenceObserver
     private readonly StopSequenceMatcher _stops;
     private readonly IResponseParser _parser;
     private readonly List<int> _output = [];
+    private readonly System.Text.StringBuilder _text = new();
+    private readonly ReplyTokenCache? _replies;
     private int _queued = 1;
 
-    public ChatSequence(GenerationRequest request, LoadedModel model, DuQuantMetrics metrics, ILogger logger, KeyValuePair<string, object?>[] tags, Activity? activity)
+    public ChatSequence(GenerationRequest request, LoadedModel model, DuQuantMetrics metrics, ILogger logger, KeyValuePair<string, object?>[] tags, Activity? activity, ReplyTokenCache? replies)
     {
+        _replies = replies;
         _request = request;
         _model = model;
         _metrics = metrics;
@@ -80,6 +84,7 @@ internal sealed class ChatSequence : ISequenceObserver
 
             Emit(_parser.Complete());
             finish = _parser.FinishReasonOverride ?? finish;
+            RememberReply(result);
             var completion = new DuQuantCompletion(
                 plan.PromptTokenIds, result.OutputTokenIds, finish, _stops.Matched, plan.DroppedMessages,
                 result.QueueTime, result.PrefillTime, result.TimeToFirstToken, result.DecodeTime)
@@ -164,8 +169,46 @@ internal sealed class ChatSequence : ISequenceObserver
     {
         if (contents.Count > 0)
         {
+            foreach (AIContent c in contents)
+            {
+                if (c is TextContent t)
+                {
+                    _text.Append(t.Text);
+                }
+            }
+
             _request.Write(new ContentEvent(contents));
         }
+    }
+
+    /// <summary>
+    /// Keeps a plain-text reply's ids for the next turn's prompt when they decode to exactly the text the caller got
+    /// (no stop string cut it and no special token hides in it).
+    /// </summary>
+    private void RememberReply(SequenceResult result)
+    {
+        if (_replies is null || _parser is not TextResponseParser || _stops.Matched is not null)
+        {
+            return;
+        }
+
+        IReadOnlyList<int> ids = result.OutputTokenIds;
+        int count = ids.Count > 0 && _model.StopTokenIds.Contains(ids[^1]) ? ids.Count - 1 : ids.Count;
+        string text = _text.ToString();
+        if (count == 0 || text.Length == 0)
+        {
+            return;
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            if (_model.Tokenizer.IsSpecial(ids[i]))
+            {
+                return;
+            }
+        }
+
+        _replies.Add(text, ids.Take(count).ToArray());
     }
 
     private void Record(DuQuantCompletion c, SequenceResult result)

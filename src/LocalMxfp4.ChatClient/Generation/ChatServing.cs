@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using LocalMxfp4.ChatClient.Loading;
 using LocalMxfp4.ChatClient.Telemetry;
+using LocalMxfp4.ChatClient.Templates;
 using LocalMxfp4.Serving;
 using Microsoft.Extensions.Logging;
 
@@ -34,6 +35,7 @@ internal sealed class ChatServing : IDisposable
             new("gen_ai.request.model", modelId),
             new("gen_ai.response.model", modelId),
         ];
+        Replies = options.PrefixCaching ? new ReplyTokenCache() : null;
         Engine = new ServingEngine(model.Engine, new ServingOptions
         {
             ContextLength = model.ContextLength,
@@ -47,6 +49,9 @@ internal sealed class ChatServing : IDisposable
     }
 
     public ServingEngine Engine { get; }
+
+    /// <summary>Recent replies' token ids, so the next turn's prompt matches the cached prefix exactly (null without prefix caching).</summary>
+    public ReplyTokenCache? Replies { get; }
 
     public CancellationToken ShutdownToken => _shutdown.Token;
 
@@ -76,7 +81,7 @@ internal sealed class ChatServing : IDisposable
             activity.SetTag("gen_ai.request.temperature", plan.Sampling.Temperature);
         }
 
-        var observer = new ChatSequence(request, _model, _metrics, _logger, _tags, activity);
+        var observer = new ChatSequence(request, _model, _metrics, _logger, _tags, activity, Replies);
         try
         {
             Engine.Submit(new SequenceRequest

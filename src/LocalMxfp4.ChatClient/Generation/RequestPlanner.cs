@@ -29,7 +29,8 @@ internal static class RequestPlanner
     private const float BuiltInTopP = 0.95f;
 
     public static RequestPlan Create(
-        LoadedModel model, DuQuantChatClientOptions clientOptions, IEnumerable<ChatMessage> messages, ChatOptions? options, IChatClient client, ILogger logger)
+        LoadedModel model, DuQuantChatClientOptions clientOptions, IEnumerable<ChatMessage> messages, ChatOptions? options, IChatClient client, ILogger logger,
+        IReplyTokenLookup? replies = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         List<ChatMessage> list = [.. messages];
@@ -130,7 +131,7 @@ internal static class RequestPlanner
         string? instructions = formatInstructions is null ? options?.Instructions
             : string.IsNullOrWhiteSpace(options?.Instructions) ? formatInstructions
             : options.Instructions.Trim() + "\n\n" + formatInstructions;
-        (IReadOnlyList<int> prompt, int dropped) = Render(model, clientOptions.ContextOverflowPolicy, list, instructions, tools.Shown, logger);
+        (IReadOnlyList<int> prompt, int dropped) = Render(model, clientOptions.ContextOverflowPolicy, list, instructions, tools.Shown, replies, logger);
         int room = model.ContextLength - prompt.Count;
         int maxOutput = Math.Min(requestedMax ?? clientOptions.DefaultMaxOutputTokens, room);
         return new RequestPlan
@@ -181,9 +182,13 @@ internal static class RequestPlanner
     }
 
     private static (IReadOnlyList<int> Prompt, int Dropped) Render(
-        LoadedModel model, ContextOverflowPolicy policy, List<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, ILogger logger)
+        LoadedModel model, ContextOverflowPolicy policy, List<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, IReplyTokenLookup? replies, ILogger logger)
     {
-        IReadOnlyList<int> RenderOnce() => tools.Count > 0 && model.Template is IToolCallingChatTemplate withTools
+        // LLaMA-3 re-emits earlier replies from the ids they were generated as, so the prompt starts with exactly the
+        // tokens the prefix cache holds.
+        IReadOnlyList<int> RenderOnce() => model.Template is Llama3ChatTemplate llama3 && replies is not null
+            ? llama3.Render(messages, instructions, tools, model.Tokenizer, replies)
+            : tools.Count > 0 && model.Template is IToolCallingChatTemplate withTools
             ? withTools.Render(messages, instructions, tools, model.Tokenizer)
             : model.Template.Render(messages, instructions, model.Tokenizer);
 

@@ -53,7 +53,16 @@ public sealed class Llama3ChatTemplate : IToolCallingChatTemplate
         Render(messages, instructions, [], tokenizer);
 
     /// <inheritdoc />
-    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, LlmTokenizer tokenizer)
+    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, LlmTokenizer tokenizer) =>
+        Render(messages, instructions, tools, tokenizer, replies: null);
+
+    /// <summary>
+    /// Renders like <see cref="Render(IReadOnlyList{ChatMessage}, string?, IReadOnlyList{AIFunctionDeclaration}, LlmTokenizer)"/>;
+    /// an assistant message whose text <paramref name="replies"/> knows (a reply generated here, unchanged) is written as
+    /// <c>"\n\n"</c> followed by the ids it was generated as — the tokens the KV cache holds — instead of its trimmed,
+    /// re-encoded text, so the conversation continues exactly as the model produced it.
+    /// </summary>
+    public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, string? instructions, IReadOnlyList<AIFunctionDeclaration> tools, LlmTokenizer tokenizer, IReplyTokenLookup? replies)
     {
         ArgumentNullException.ThrowIfNull(messages);
         ArgumentNullException.ThrowIfNull(tools);
@@ -104,6 +113,17 @@ public sealed class Llama3ChatTemplate : IToolCallingChatTemplate
             {
                 text = toolBlock + text;
                 toolBlock = null;
+            }
+
+            if (m.Role == ChatRole.Assistant && replies is not null && text.Length > 0 && replies.TryGet(MessageText.Of(m), out IReadOnlyList<int>? generated))
+            {
+                ids.Add(start);
+                ids.AddRange(tokenizer.Encode("assistant"));
+                ids.Add(end);
+                ids.AddRange(tokenizer.Encode("\n\n"));
+                ids.AddRange(generated);
+                ids.Add(eot);
+                continue;
             }
 
             AppendTurn(ids, tokenizer, start, end, eot, RoleName(m.Role), text);
