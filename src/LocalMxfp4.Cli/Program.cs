@@ -9,6 +9,7 @@ var root = new RootCommand("lmx — LocalMxfp4: run and inspect LLaMA-family mod
     QuantizeCommand.Create(),
     EvalCommand.Create(),
     InjectOutliersCommand.Create(),
+    ExportGgufCommand.Create(),
 };
 
 // Our own handler turns typed errors into one line; the library's default would print a stack trace.

@@ -5,7 +5,7 @@ namespace LocalMxfp4.Engine.Layers;
 /// transform and scale rule, the input is transformed and quantized once for all of them — the transform is the
 /// costliest part of activation quantization; otherwise each layer runs on its own.
 /// </summary>
-public static class LinearGroup
+public static unsafe class LinearGroup
 {
     /// <summary>Two layers over one input.</summary>
     public static void Forward(ReadOnlySpan<float> input, int rows, ILinear a, Span<float> outputA, ILinear b, Span<float> outputB)
@@ -15,6 +15,17 @@ public static class LinearGroup
         if (a is Mxfp4Linear qa && b is Mxfp4Linear qb && qa.SharesInputWith(qb))
         {
             Mxfp4Activations act = qa.QuantizeActivations(input, rows);
+            if (Mxfp4Gemm.Supports(qa.Kernel))
+            {
+                fixed (float* ya = outputA)
+                fixed (float* yb = outputB)
+                {
+                    Mxfp4Linear.ForwardFused(act, rows, [qa, qb], [(nint)ya, (nint)yb]);
+                }
+
+                return;
+            }
+
             qa.Forward(act, outputA, rows);
             qb.Forward(act, outputB, rows);
             return;
@@ -33,6 +44,18 @@ public static class LinearGroup
         if (a is Mxfp4Linear qa && b is Mxfp4Linear qb && c is Mxfp4Linear qc && qa.SharesInputWith(qb) && qa.SharesInputWith(qc))
         {
             Mxfp4Activations act = qa.QuantizeActivations(input, rows);
+            if (Mxfp4Gemm.Supports(qa.Kernel))
+            {
+                fixed (float* ya = outputA)
+                fixed (float* yb = outputB)
+                fixed (float* yc = outputC)
+                {
+                    Mxfp4Linear.ForwardFused(act, rows, [qa, qb, qc], [(nint)ya, (nint)yb, (nint)yc]);
+                }
+
+                return;
+            }
+
             qa.Forward(act, outputA, rows);
             qb.Forward(act, outputB, rows);
             qc.Forward(act, outputC, rows);

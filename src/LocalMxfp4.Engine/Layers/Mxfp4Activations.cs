@@ -31,6 +31,9 @@ internal sealed class Mxfp4Activations
         Scales = new byte[rows * blocks];
         Corrections = new int[rows * blocks * LanesPerBlock];
         Exponents = new int[rows * blocks * LanesPerBlock];
+        Factors = new float[rows * blocks * LanesPerBlock];
+        MinScale = new int[rows];
+        MaxScale = new int[rows];
     }
 
     public int Rows { get; private set; }
@@ -48,6 +51,15 @@ internal sealed class Mxfp4Activations
 
     public int[] Exponents { get; }
 
+    /// <summary>Per lane the activation block's factor <c>2^(ea − 129)</c> as a float (1 for an all-zero block, whose products are 0 anyway).</summary>
+    public float[] Factors { get; }
+
+    /// <summary>Per row the smallest scale byte of its non-zero blocks (255 when there are none).</summary>
+    public int[] MinScale { get; private set; }
+
+    /// <summary>Per row the largest scale byte of its non-zero blocks (0 when there are none).</summary>
+    public int[] MaxScale { get; private set; }
+
     /// <summary>True when some block had a NaN or infinity (its scale is 0xFF).</summary>
     public bool HasNonFinite => _nonFinite != 0;
 
@@ -55,7 +67,7 @@ internal sealed class Mxfp4Activations
     public static Mxfp4Activations Rent(int rows, int blocks, int groupBlocks)
     {
         Mxfp4Activations? a = s_cached;
-        if (a is null || a.Codes.Length < rows * blocks * 32)
+        if (a is null || a.Codes.Length < rows * blocks * 32 || a.MinScale.Length < rows)
         {
             a = new Mxfp4Activations(rows, blocks, groupBlocks);
             s_cached = a;
@@ -86,6 +98,28 @@ internal sealed class Mxfp4Activations
                     }
                 });
             }
+        }
+
+        ComputeScaleRanges();
+    }
+
+    /// <summary>Each row's range of non-zero block scales, which tells a kernel whether any block product can leave the normal float range.</summary>
+    public void ComputeScaleRanges()
+    {
+        for (int r = 0; r < Rows; r++)
+        {
+            int min = 255, max = 0;
+            foreach (byte s in Scales.AsSpan(r * Blocks, Blocks))
+            {
+                if (s != 0)
+                {
+                    min = Math.Min(min, s);
+                    max = Math.Max(max, s);
+                }
+            }
+
+            MinScale[r] = min;
+            MaxScale[r] = max;
         }
     }
 
@@ -149,6 +183,9 @@ internal sealed class Mxfp4Activations
         Corrections[lane] = -12 * sum;
         Corrections[lane + 1] = Corrections[lane + 2] = Corrections[lane + 3] = 0;
         Exponents[lane] = Exponents[lane + 1] = Exponents[lane + 2] = Exponents[lane + 3] = scale - 129;
+        // 2^(scale − 129) exactly (subnormal for scale 1); an all-zero block's products are zero whatever its factor.
+        float factor = scale == 0 ? 1f : scale == 1 ? BitConverter.Int32BitsToSingle(0x0040_0000) : BitConverter.Int32BitsToSingle((scale - 2) << 23);
+        Factors[lane] = Factors[lane + 1] = Factors[lane + 2] = Factors[lane + 3] = factor;
     }
 
     /// <summary>

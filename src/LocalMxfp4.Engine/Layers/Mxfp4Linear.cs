@@ -52,12 +52,58 @@ public sealed unsafe class Mxfp4Linear : ILinear
         _paddedBlocks = (weights.Blocks + RowPadBlocks - 1) / RowPadBlocks * RowPadBlocks;
         _packed = new byte[(long)weights.Rows * _paddedBlocks * 16];
         _scales = new byte[(long)weights.Rows * _paddedBlocks];
+        _scales.AsSpan().Fill(NeutralScale);
+        int ewMin = 255, ewMax = 0;
         for (int r = 0; r < weights.Rows; r++)
         {
             weights.Packed.AsSpan(r * weights.Blocks * 16, weights.Blocks * 16).CopyTo(_packed.AsSpan(r * _paddedBlocks * 16));
-            weights.Scales.AsSpan(r * weights.Blocks, weights.Blocks).CopyTo(_scales.AsSpan(r * _paddedBlocks));
+            for (int b = 0; b < weights.Blocks; b++)
+            {
+                byte scale = weights.Scales[(r * weights.Blocks) + b];
+                // A block of zeros contributes an exact 0 whatever its scale: give it a neutral one, so the scale range
+                // below describes only blocks that can produce something (padding blocks are neutral too).
+                if (scale == 0 && IsZeroBlock(weights.Packed.AsSpan(((r * weights.Blocks) + b) * 16, 16)))
+                {
+                    scale = NeutralScale;
+                }
+
+                _scales[(r * _paddedBlocks) + b] = scale;
+                ewMin = Math.Min(ewMin, scale);
+                ewMax = Math.Max(ewMax, scale);
+            }
         }
+
+        _minScale = Math.Min(ewMin, NeutralScale);
+        _maxScale = Math.Max(ewMax, NeutralScale);
     }
+
+    /// <summary>The scale byte of padding and all-zero weight blocks (2^0): their products are exactly 0 under any scale.</summary>
+    private const byte NeutralScale = 127;
+
+    private readonly int _minScale;
+    private readonly int _maxScale;
+
+    private static bool IsZeroBlock(ReadOnlySpan<byte> packed)
+    {
+        foreach (byte b in packed)
+        {
+            // Codes 0 and 8 are +0 and −0.
+            if ((b & 0x77) != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Whether every block product of activation row <paramref name="token"/> with these weights is a normal float
+    /// (<c>1 ≤ ea + ew − 129 ≤ 254</c>): then the kernels may form the factor as a product of two floats instead of the
+    /// clamped exponent sum, with identical bits.
+    /// </summary>
+    internal bool FactorsAreNormal(Mxfp4Activations act, int token) =>
+        act.MaxScale[token] == 0 || (act.MinScale[token] + _minScale - 129 >= 1 && act.MaxScale[token] + _maxScale - 129 <= 254);
 
     /// <summary>The fastest kernel this CPU supports.</summary>
     public static Mxfp4KernelKind BestKernel => Mxfp4DotKernels.Best;
@@ -115,6 +161,16 @@ public sealed unsafe class Mxfp4Linear : ILinear
             return;
         }
 
+        if (Mxfp4Gemm.Supports(Kernel))
+        {
+            fixed (float* y = output)
+            {
+                ForwardFused(act, rows, [this], [(nint)y]);
+            }
+
+            return;
+        }
+
         fixed (byte* packed = _packed)
         fixed (byte* scales = _scales)
         fixed (sbyte* codes = act.Codes)
@@ -154,6 +210,76 @@ public sealed unsafe class Mxfp4Linear : ILinear
                         y[(t * outSize) + o] = Mxfp4DotKernels.Dot(
                             kernel, rowPacked, rowScales, c + (t * blocks * 32), corr + (t * blocks * 4), exp + (t * blocks * 4), blocks);
                     }
+                }
+            });
+        }
+    }
+
+    /// <summary>
+    /// Several layers over the same quantized activations (q|k|v, gate|up) in one fork/join: their output rows are
+    /// treated as one range split over the threads, so a short matrix (k, v) does not pay a hand-off of its own.
+    /// <paramref name="outputs"/> are pinned <c>[rows, OutputSize]</c> buffers, one per layer.
+    /// </summary>
+    internal static void ForwardFused(Mxfp4Activations act, int rows, Mxfp4Linear[] layers, nint[] outputs)
+    {
+        Mxfp4Linear first = layers[0];
+        int total = 0;
+        foreach (Mxfp4Linear l in layers)
+        {
+            if (!first.SharesInputWith(l) || !Mxfp4Gemm.Supports(l.Kernel))
+            {
+                throw new ArgumentException("Fused layers must share their input quantization and have a tiled kernel.", nameof(layers));
+            }
+
+            total += l.OutputSize;
+        }
+
+        if (act.HasNonFinite)
+        {
+            for (int i = 0; i < layers.Length; i++)
+            {
+                new Span<float>((float*)outputs[i], rows * layers[i].OutputSize).Fill(float.NaN);
+            }
+
+            return;
+        }
+
+        int blocks = first._paddedBlocks;
+        var normal = new bool[layers.Length * rows];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            for (int t = 0; t < rows; t++)
+            {
+                normal[(i * rows) + t] = layers[i].FactorsAreNormal(act, t);
+            }
+        }
+
+        fixed (sbyte* codes = act.Codes)
+        fixed (int* corrections = act.Corrections)
+        fixed (int* exponents = act.Exponents)
+        fixed (float* factors = act.Factors)
+        {
+            sbyte* c = codes;
+            int* corr = corrections, exp = exponents;
+            float* fac = factors;
+            first._parallel.For(total, (long)rows * blocks * 32, (start, end) =>
+            {
+                int offset = 0;
+                for (int i = 0; i < layers.Length && offset < end; i++)
+                {
+                    Mxfp4Linear l = layers[i];
+                    int from = Math.Max(start, offset) - offset, to = Math.Min(end, offset + l.OutputSize) - offset;
+                    if (from < to)
+                    {
+                        fixed (byte* packed = l._packed)
+                        fixed (byte* scales = l._scales)
+                        fixed (bool* fast = &normal[i * rows])
+                        {
+                            Mxfp4Gemm.Run(l.Kernel, packed, scales, blocks, from, to, c, corr, exp, fac, fast, rows, (float*)outputs[i], l.OutputSize);
+                        }
+                    }
+
+                    offset += l.OutputSize;
                 }
             });
         }

@@ -3,7 +3,7 @@ using System.Runtime.ExceptionServices;
 namespace LocalMxfp4.Engine.Layers;
 
 /// <summary>
-/// Splits a range of rows over persistent worker threads with static partitioning. Decode calls a few hundred
+/// Splits a range of rows over persistent worker threads, which claim chunks of it as they go. Decode calls a few hundred
 /// small matrix products per token; waking pool threads for each (Parallel.For) costs more than the work on a
 /// 2-core machine, so workers spin briefly between calls and block only when idle. Work too small to pay for a
 /// hand-off runs inline, and a call made while another is in flight (another session, or a nested call) runs
@@ -20,6 +20,8 @@ public sealed class ParallelRows : IDisposable
     private readonly object _gate = new();
     private Action<int, int>? _job;
     private int _count;
+    private int _chunk;
+    private int _next;
     private int _generation;
     private int _pending;
     private int _busy;
@@ -60,6 +62,10 @@ public sealed class ParallelRows : IDisposable
         {
             _job = body;
             _count = count;
+            // Chunks are claimed dynamically: a thread whose core is slow (another process, a noisy VM neighbour)
+            // takes fewer of them instead of holding the whole call up. Eight chunks per thread keep the claims cheap.
+            _chunk = Math.Max(1, (count + (Threads * 8) - 1) / (Threads * 8));
+            _next = 0;
             _failure = null;
             Volatile.Write(ref _pending, _workers.Length);
             lock (_gate)
@@ -120,11 +126,17 @@ public sealed class ParallelRows : IDisposable
 
     private void RunChunk(int index)
     {
-        int start = (int)((long)_count * index / Threads);
-        int end = (int)((long)_count * (index + 1) / Threads);
-        if (start < end)
+        Action<int, int> job = _job!;
+        int count = _count, chunk = _chunk;
+        while (true)
         {
-            _job!(start, end);
+            int start = Interlocked.Add(ref _next, chunk) - chunk;
+            if (start >= count)
+            {
+                return;
+            }
+
+            job(start, Math.Min(count, start + chunk));
         }
     }
 
