@@ -127,12 +127,23 @@ public sealed unsafe class Bf16Linear : ILinear
     {
         ushort* w1 = w + n, w2 = w1 + n, w3 = w2 + n;
         Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-        // The weights stream from memory once: fetch the next four rows ahead, 128 bytes per step.
+        // The weights stream from memory once: fetch the next four rows ahead in address order, 128 bytes per step
+        // (into L2 when they are long, so they do not push the activations out of L1).
         ushort* ahead = w + (4L * n);
+        bool shortRows = n * 2 <= 2048;
         for (int i = 0; i < n; i += 16)
         {
-            Sse.Prefetch0(ahead + (i * 4));
-            Sse.Prefetch0(ahead + (i * 4) + 32);
+            if (shortRows)
+            {
+                Sse.Prefetch0(ahead + (i * 4));
+                Sse.Prefetch0(ahead + (i * 4) + 32);
+            }
+            else
+            {
+                Sse.Prefetch1(ahead + (i * 4));
+                Sse.Prefetch1(ahead + (i * 4) + 32);
+            }
+
             Vector512<float> xv = Vector512.Load(x + i);
             a0 = Avx512F.FusedMultiplyAdd(Widen16(w + i), xv, a0);
             a1 = Avx512F.FusedMultiplyAdd(Widen16(w1 + i), xv, a1);
@@ -153,9 +164,18 @@ public sealed unsafe class Bf16Linear : ILinear
         float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
         Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
         ushort* ahead = w + (2L * n);
+        bool shortRows = n * 2 <= 2048;
         for (int i = 0; i < n; i += 16)
         {
-            Sse.Prefetch0(ahead + (i * 2));
+            if (shortRows)
+            {
+                Sse.Prefetch0(ahead + (i * 2));
+            }
+            else
+            {
+                Sse.Prefetch1(ahead + (i * 2));
+            }
+
             Vector512<float> v0 = Widen16(w + i), v1 = Widen16(w1 + i);
             Vector512<float> xv = Vector512.Load(x + i);
             a00 = Avx512F.FusedMultiplyAdd(v0, xv, a00);
