@@ -38,6 +38,7 @@ internal static class BenchCommand
             threads, repeats, prefill, kernel, model, decodeTokens, backend,
         };
         command.Subcommands.Add(Bench.BenchSynthCommand.Create());
+        command.Subcommands.Add(Bench.BenchServeCommand.Create());
         command.SetAction(parse => parse.GetValue(backend) is "cuda" ? CudaBenchCommand.Run(
             parse.GetValue(prefill), parse.GetValue(decodeTokens), parse.GetValue(repeats), parse.GetValue(model)) : Run(
             parse.GetValue(threads), parse.GetValue(repeats), parse.GetValue(prefill), parse.GetValue(kernel),

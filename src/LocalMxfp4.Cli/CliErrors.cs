@@ -18,7 +18,8 @@ internal static class CliErrors
         catch (Exception e) when (e is ModelConfigException or ModelLoadException or SafetensorsFormatException
             or SafetensorsTensorNotFoundException or SafetensorsDTypeNotSupportedException or TokenizerLoadException
             or ContextOverflowException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
-            or IOException or InvalidDataException or NotSupportedException or LocalMxfp4.Cuda.CudaException)
+            or IOException or InvalidDataException or NotSupportedException or LocalMxfp4.Cuda.CudaException
+            or LocalMxfp4.ChatClient.DuQuantContextOverflowException or LocalMxfp4.Serving.ServingQueueFullException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

@@ -36,6 +36,7 @@ public sealed class ServingEngine : IDisposable
     private int _running;
     private int _disposed;
     private long _steps, _promptTokens, _cachedTokens, _decodeTokens, _completed, _failed;
+    private long _decodeSteps, _decodeStepTokens, _decodeStepTicks;
 
     /// <summary>Starts the loop over <paramref name="engine"/> (not owned: dispose it after this).</summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is invalid, or the context exceeds the model's.</exception>
@@ -111,7 +112,12 @@ public sealed class ServingEngine : IDisposable
             {
                 return new ServingStatistics(Mode, Interlocked.Read(ref _steps), Interlocked.Read(ref _promptTokens), Interlocked.Read(ref _cachedTokens),
                     Interlocked.Read(ref _decodeTokens), _scheduler.Preemptions, Interlocked.Read(ref _completed), Interlocked.Read(ref _failed),
-                    RunningCount, QueuedCount, _backend.Statistics);
+                    RunningCount, QueuedCount, _backend.Statistics)
+                {
+                    DecodeSteps = Interlocked.Read(ref _decodeSteps),
+                    DecodeStepTokens = Interlocked.Read(ref _decodeStepTokens),
+                    DecodeStepTime = Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _decodeStepTicks)),
+                };
             }
         }
     }
@@ -347,6 +353,13 @@ public sealed class ServingEngine : IDisposable
             _logits = new float[logitRows * vocab];
         }
 
+        bool decodeOnly = true;
+        foreach (ScheduledChunk c in _step)
+        {
+            decodeOnly &= c.Count == 1 && c.Start >= c.Sequence.PromptLength;
+        }
+
+        long started = Stopwatch.GetTimestamp();
         try
         {
             _backend.Run(_step, _logits);
@@ -358,6 +371,12 @@ public sealed class ServingEngine : IDisposable
         }
 
         Interlocked.Increment(ref _steps);
+        if (decodeOnly)
+        {
+            Interlocked.Increment(ref _decodeSteps);
+            Interlocked.Add(ref _decodeStepTokens, _step.Count);
+            Interlocked.Add(ref _decodeStepTicks, Stopwatch.GetTimestamp() - started);
+        }
         int row = 0;
         foreach (ScheduledChunk c in _step)
         {
@@ -506,4 +525,17 @@ public sealed class ServingEngine : IDisposable
 /// <param name="Memory">The KV memory.</param>
 public sealed record ServingStatistics(
     string Mode, long Steps, long PromptTokensComputed, long PromptTokensCached, long SampledTokens, long Preemptions,
-    long Completed, long Failed, int Running, int Queued, KvMemoryStatistics Memory);
+    long Completed, long Failed, int Running, int Queued, KvMemoryStatistics Memory)
+{
+    /// <summary>Steps that only decoded (every chunk one sampled token fed back): the continuous-batching steady state.</summary>
+    public long DecodeSteps { get; init; }
+
+    /// <summary>Tokens those steps decoded (the sum of their batch sizes).</summary>
+    public long DecodeStepTokens { get; init; }
+
+    /// <summary>Forward time of those steps.</summary>
+    public TimeSpan DecodeStepTime { get; init; }
+
+    /// <summary>Aggregate decode speed over the decode-only steps, tokens per second (0 before any).</summary>
+    public double DecodeTokensPerSecond => DecodeStepTime > TimeSpan.Zero ? DecodeStepTokens / DecodeStepTime.TotalSeconds : 0;
+}

@@ -151,10 +151,7 @@ public sealed unsafe class Bf16Linear : ILinear
             a3 = Avx512F.FusedMultiplyAdd(Widen16(w3 + i), xv, a3);
         }
 
-        y[0] = Vector512.Sum(a0);
-        y[1] = Vector512.Sum(a1);
-        y[2] = Vector512.Sum(a2);
-        y[3] = Vector512.Sum(a3);
+        HorizontalSum.Sum4(a0, a1, a2, a3).Store(y);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -191,14 +188,12 @@ public sealed unsafe class Bf16Linear : ILinear
             a13 = Avx512F.FusedMultiplyAdd(v1, xv, a13);
         }
 
-        y[0] = Vector512.Sum(a00);
-        y[1] = Vector512.Sum(a10);
-        y[ldy] = Vector512.Sum(a01);
-        y[ldy + 1] = Vector512.Sum(a11);
-        y[2 * ldy] = Vector512.Sum(a02);
-        y[(2 * ldy) + 1] = Vector512.Sum(a12);
-        y[3 * ldy] = Vector512.Sum(a03);
-        y[(3 * ldy) + 1] = Vector512.Sum(a13);
+        Vector128<float> r0 = HorizontalSum.Sum4(a00, a01, a02, a03), r1 = HorizontalSum.Sum4(a10, a11, a12, a13);
+        for (int t = 0; t < 4; t++)
+        {
+            y[t * ldy] = r0[t];
+            y[(t * ldy) + 1] = r1[t];
+        }
     }
 
     /// <summary>
@@ -218,7 +213,7 @@ public sealed unsafe class Bf16Linear : ILinear
                 acc = Avx512F.FusedMultiplyAdd(Widen16(w + i), Vector512.Load(x + i), acc);
             }
 
-            sum = Vector512.Sum(acc);
+            sum = HorizontalSum.Sum(acc);
         }
         else if (Vector256.IsHardwareAccelerated)
         {

@@ -233,7 +233,7 @@ internal static unsafe class Mxfp4DotKernels
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Avx512Factor(scales + q, Vector512.Load(exponents + (q * 4))), acc);
         }
 
-        return Vector512.Sum(acc);
+        return HorizontalSum.Sum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -275,8 +275,8 @@ internal static unsafe class Mxfp4DotKernels
             acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1), Avx512Factor(scales1 + q, exp), acc1);
         }
 
-        result0 = Vector512.Sum(acc0);
-        result1 = Vector512.Sum(acc1);
+        result0 = HorizontalSum.Sum(acc0);
+        result1 = HorizontalSum.Sum(acc1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

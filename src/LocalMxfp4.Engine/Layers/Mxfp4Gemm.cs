@@ -222,6 +222,21 @@ internal static unsafe class Mxfp4Gemm
         return Vector512.Create(h, h);
     }
 
+    /// <summary>
+    /// The offset E2M1 values (2·e + 12) of the low nibbles: one 64-entry byte permute of the 16-entry table repeated
+    /// four times needs no mask (VBMI); else mask and shuffle.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Low512(Vector512<byte> table, Vector512<byte> mask, Vector512<byte> v) =>
+        Avx512Vbmi.IsSupported ? Avx512Vbmi.PermuteVar64x8(table, v) : Avx512BW.Shuffle(table, v & mask);
+
+    /// <summary>The high nibbles' values: a GF(2) affine transform shifts every byte right by 4 in one instruction (GFNI).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> High512(Vector512<byte> table, Vector512<byte> mask, Vector512<byte> v) =>
+        Gfni.V512.IsSupported
+            ? Avx512BW.Shuffle(table, Gfni.V512.GaloisFieldAffineTransform(v, Vector512.Create(0x1020408000000000UL).AsByte(), 0))
+            : Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
+
     /// <summary>The weight-scale bytes of 4 blocks spread to their 4 lanes each, as int32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Spread512(byte* scales, Vector128<byte> spread) =>
@@ -260,16 +275,13 @@ internal static unsafe class Mxfp4Gemm
             Vector512<int> corr = Vector512.Load(c + (q * 4)), exp = Vector512.Load(e + (q * 4));
             Vector512<byte> v0 = Vector512.Load(p0 + (q * 16)), v1 = Vector512.Load(p1 + (q * 16));
             Vector512<byte> v2 = Vector512.Load(p2 + (q * 16)), v3 = Vector512.Load(p3 + (q * 16));
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v0 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), Factor512(Spread512(s0 + q, spread), exp, max), acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v1 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), Factor512(Spread512(s1 + q, spread), exp, max), acc1);
-            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v2 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), Factor512(Spread512(s2 + q, spread), exp, max), acc2);
-            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v3 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), Factor512(Spread512(s3 + q, spread), exp, max), acc3);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v0), High512(table, mask, v0), ae, ao, corr, ones)), Factor512(Spread512(s0 + q, spread), exp, max), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v1), High512(table, mask, v1), ae, ao, corr, ones)), Factor512(Spread512(s1 + q, spread), exp, max), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v2), High512(table, mask, v2), ae, ao, corr, ones)), Factor512(Spread512(s2 + q, spread), exp, max), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v3), High512(table, mask, v3), ae, ao, corr, ones)), Factor512(Spread512(s3 + q, spread), exp, max), acc3);
         }
 
-        *k.Out(t, r) = Vector512.Sum(acc0);
-        *k.Out(t, r + 1) = Vector512.Sum(acc1);
-        *k.Out(t, r + 2) = Vector512.Sum(acc2);
-        *k.Out(t, r + 3) = Vector512.Sum(acc3);
+        HorizontalSum.Sum4(acc0, acc1, acc2, acc3).Store(k.Out(t, r));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -290,8 +302,8 @@ internal static unsafe class Mxfp4Gemm
         {
             Prefetch2(shortRows, next + (q * 32));
             Vector512<byte> v0 = Vector512.Load(p0 + (q * 16)), v1 = Vector512.Load(p1 + (q * 16));
-            Vector512<byte> l0 = Avx512BW.Shuffle(table, v0 & mask), h0 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask);
-            Vector512<byte> l1 = Avx512BW.Shuffle(table, v1 & mask), h1 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask);
+            Vector512<byte> l0 = Low512(table, mask, v0), h0 = High512(table, mask, v0);
+            Vector512<byte> l1 = Low512(table, mask, v1), h1 = High512(table, mask, v1);
             Vector512<int> w0 = Spread512(s0 + q, spread), w1 = Spread512(s1 + q, spread);
 
             Vector512<sbyte> ae = Vector512.Load(a0 + (q * 32)), ao = Vector512.Load(a0 + (q * 32) + 64);
@@ -307,10 +319,11 @@ internal static unsafe class Mxfp4Gemm
             acc11 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(l1, h1, ae, ao, corr, ones)), Factor512(w1, exp, max), acc11);
         }
 
-        *k.Out(t, r) = Vector512.Sum(acc00);
-        *k.Out(t, r + 1) = Vector512.Sum(acc10);
-        *k.Out(t + 1, r) = Vector512.Sum(acc01);
-        *k.Out(t + 1, r + 1) = Vector512.Sum(acc11);
+        Vector128<float> sums = HorizontalSum.Sum4(acc00, acc10, acc01, acc11);
+        *k.Out(t, r) = sums[0];
+        *k.Out(t, r + 1) = sums[1];
+        *k.Out(t + 1, r) = sums[2];
+        *k.Out(t + 1, r + 1) = sums[3];
     }
 
     /// <summary>Two rows × tokens t, t+1, t+2 and <paramref name="t3"/> (= t+3, or t+2 again for a tile of three).</summary>
@@ -334,8 +347,8 @@ internal static unsafe class Mxfp4Gemm
         {
             Prefetch2(shortRows, next + (q * 32));
             Vector512<byte> v0 = Vector512.Load(p0 + (q * 16)), v1 = Vector512.Load(p1 + (q * 16));
-            Vector512<byte> l0 = Avx512BW.Shuffle(table, v0 & mask), h0 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask);
-            Vector512<byte> l1 = Avx512BW.Shuffle(table, v1 & mask), h1 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask);
+            Vector512<byte> l0 = Low512(table, mask, v0), h0 = High512(table, mask, v0);
+            Vector512<byte> l1 = Low512(table, mask, v1), h1 = High512(table, mask, v1);
             Vector512<int> w0 = Spread512(s0 + q, spread), w1 = Spread512(s1 + q, spread);
             int ao = q * 32, lo = q * 4;
 
@@ -366,16 +379,12 @@ internal static unsafe class Mxfp4Gemm
             acc13 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(l1, h1, xe, xo, corr, ones)), Factor512(w1, exp, max), acc13);
         }
 
-        *k.Out(t, r) = Vector512.Sum(acc00);
-        *k.Out(t, r + 1) = Vector512.Sum(acc10);
-        *k.Out(t + 1, r) = Vector512.Sum(acc01);
-        *k.Out(t + 1, r + 1) = Vector512.Sum(acc11);
-        *k.Out(t + 2, r) = Vector512.Sum(acc02);
-        *k.Out(t + 2, r + 1) = Vector512.Sum(acc12);
-        if (t3 != t + 2)
+        Vector128<float> row0 = HorizontalSum.Sum4(acc00, acc01, acc02, acc03), row1 = HorizontalSum.Sum4(acc10, acc11, acc12, acc13);
+        int tiles = t3 != t + 2 ? 4 : 3;
+        for (int j = 0; j < tiles; j++)
         {
-            *k.Out(t3, r) = Vector512.Sum(acc03);
-            *k.Out(t3, r + 1) = Vector512.Sum(acc13);
+            *k.Out(t + j, r) = row0[j];
+            *k.Out(t + j, r + 1) = row1[j];
         }
     }
 
@@ -410,16 +419,13 @@ internal static unsafe class Mxfp4Gemm
             Vector512<float> fa = Vector512.Load(f + (q * 4));
             Vector512<byte> v0 = Vector512.Load(p0 + (q * 16)), v1 = Vector512.Load(p1 + (q * 16));
             Vector512<byte> v2 = Vector512.Load(p2 + (q * 16)), v3 = Vector512.Load(p3 + (q * 16));
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v0 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), WeightFactors512(s0 + q, spread) * fa, acc0);
-            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v1 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), WeightFactors512(s1 + q, spread) * fa, acc1);
-            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v2 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), WeightFactors512(s2 + q, spread) * fa, acc2);
-            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Avx512BW.Shuffle(table, v3 & mask), Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask), ae, ao, corr, ones)), WeightFactors512(s3 + q, spread) * fa, acc3);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v0), High512(table, mask, v0), ae, ao, corr, ones)), WeightFactors512(s0 + q, spread) * fa, acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v1), High512(table, mask, v1), ae, ao, corr, ones)), WeightFactors512(s1 + q, spread) * fa, acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v2), High512(table, mask, v2), ae, ao, corr, ones)), WeightFactors512(s2 + q, spread) * fa, acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(Low512(table, mask, v3), High512(table, mask, v3), ae, ao, corr, ones)), WeightFactors512(s3 + q, spread) * fa, acc3);
         }
 
-        *k.Out(t, r) = Vector512.Sum(acc0);
-        *k.Out(t, r + 1) = Vector512.Sum(acc1);
-        *k.Out(t, r + 2) = Vector512.Sum(acc2);
-        *k.Out(t, r + 3) = Vector512.Sum(acc3);
+        HorizontalSum.Sum4(acc0, acc1, acc2, acc3).Store(k.Out(t, r));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -441,8 +447,8 @@ internal static unsafe class Mxfp4Gemm
         {
             Prefetch2(shortRows, next + (q * 32));
             Vector512<byte> v0 = Vector512.Load(p0 + (q * 16)), v1 = Vector512.Load(p1 + (q * 16));
-            Vector512<byte> l0 = Avx512BW.Shuffle(table, v0 & mask), h0 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask);
-            Vector512<byte> l1 = Avx512BW.Shuffle(table, v1 & mask), h1 = Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask);
+            Vector512<byte> l0 = Low512(table, mask, v0), h0 = High512(table, mask, v0);
+            Vector512<byte> l1 = Low512(table, mask, v1), h1 = High512(table, mask, v1);
             Vector512<float> w0 = WeightFactors512(s0 + q, spread), w1 = WeightFactors512(s1 + q, spread);
             int ao = q * 32, lo = q * 4;
 
@@ -474,16 +480,12 @@ internal static unsafe class Mxfp4Gemm
             acc13 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Lanes512(l1, h1, xe, xo, corr, ones)), w1 * fa, acc13);
         }
 
-        *k.Out(t, r) = Vector512.Sum(acc00);
-        *k.Out(t, r + 1) = Vector512.Sum(acc10);
-        *k.Out(t + 1, r) = Vector512.Sum(acc01);
-        *k.Out(t + 1, r + 1) = Vector512.Sum(acc11);
-        *k.Out(t + 2, r) = Vector512.Sum(acc02);
-        *k.Out(t + 2, r + 1) = Vector512.Sum(acc12);
-        if (t3 != t + 2)
+        Vector128<float> row0 = HorizontalSum.Sum4(acc00, acc01, acc02, acc03), row1 = HorizontalSum.Sum4(acc10, acc11, acc12, acc13);
+        int tiles = t3 != t + 2 ? 4 : 3;
+        for (int j = 0; j < tiles; j++)
         {
-            *k.Out(t3, r) = Vector512.Sum(acc03);
-            *k.Out(t3, r + 1) = Vector512.Sum(acc13);
+            *k.Out(t + j, r) = row0[j];
+            *k.Out(t + j, r + 1) = row1[j];
         }
     }
 

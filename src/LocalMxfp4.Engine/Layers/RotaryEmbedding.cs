@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using LocalMxfp4.Models.Configuration;
 
 namespace LocalMxfp4.Engine.Layers;
@@ -48,7 +49,22 @@ public sealed class RotaryEmbedding
         for (int h = 0; h < heads.Length; h += HeadDim)
         {
             Span<float> head = heads.Slice(h, HeadDim);
-            for (int i = 0; i < half; i++)
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // The same separate multiplies and subtractions as the scalar loop, eight pairs at a time.
+                for (; i + 8 <= half; i += 8)
+                {
+                    var a = Vector256.Create(head.Slice(i, 8));
+                    var b = Vector256.Create(head.Slice(i + half, 8));
+                    var c = Vector256.Create(cos.Slice(i, 8));
+                    var s = Vector256.Create(sin.Slice(i, 8));
+                    ((a * c) - (b * s)).CopyTo(head.Slice(i, 8));
+                    ((b * c) + (a * s)).CopyTo(head.Slice(i + half, 8));
+                }
+            }
+
+            for (; i < half; i++)
             {
                 float a = head[i], b = head[i + half];
                 head[i] = (a * cos[i]) - (b * sin[i]);

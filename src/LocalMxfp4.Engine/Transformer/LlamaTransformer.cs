@@ -206,20 +206,31 @@ public sealed class LlamaTransformer
         TensorPrimitives.Add(x.AsSpan(0, n * hidden), b.Projected.AsSpan(0, n * hidden), x.AsSpan(0, n * hidden));
     }
 
+    /// <summary>Elements per SiLU work item.</summary>
+    private const int SiluSegment = 1024;
+
     private void Mlp(int layer, ForwardWorkspace b, float[] x, int n)
     {
         LlamaLayerWeights lw = _w.Layers[layer];
         int hidden = _c.HiddenSize, inner = _c.IntermediateSize;
         RmsNorm.Apply(x, lw.MlpNorm, b.Normed, n, _c.RmsNormEpsilon);
         LinearGroup.Forward(b.Normed, n, lw.Gate, b.Gate, lw.Up, b.Up);
-        for (int t = 0; t < n; t++)
+        // SiLU(g) · u, with SiLU(g) = g · sigmoid(g), over fixed segments of each row (so an element's arithmetic never
+        // depends on the step's length), spread over the threads.
+        int segments = (inner + SiluSegment - 1) / SiluSegment;
+        float[] gates = b.Gate, ups = b.Up, scratch = b.Scratch;
+        _parallel.For(n * segments, SiluSegment, (from, to) =>
         {
-            // SiLU(g) · u, with SiLU(g) = g · sigmoid(g); per row, so a row's values never depend on the step's length.
-            Span<float> gate = b.Gate.AsSpan(t * inner, inner), scratch = b.Scratch.AsSpan(t * inner, inner);
-            TensorPrimitives.Sigmoid(gate, scratch);
-            TensorPrimitives.Multiply(gate, scratch, gate);
-            TensorPrimitives.Multiply(gate, b.Up.AsSpan(t * inner, inner), gate);
-        }
+            for (int item = from; item < to; item++)
+            {
+                int start = ((item / segments) * inner) + ((item % segments) * SiluSegment);
+                int length = Math.Min(SiluSegment, inner - ((item % segments) * SiluSegment));
+                Span<float> gate = gates.AsSpan(start, length), s = scratch.AsSpan(start, length);
+                TensorPrimitives.Sigmoid(gate, s);
+                TensorPrimitives.Multiply(gate, s, gate);
+                TensorPrimitives.Multiply(gate, ups.AsSpan(start, length), gate);
+            }
+        });
 
         lw.Down.Forward(b.Gate, b.Projected, n);
         TensorPrimitives.Add(x.AsSpan(0, n * hidden), b.Projected.AsSpan(0, n * hidden), x.AsSpan(0, n * hidden));
